@@ -1,0 +1,1 @@
+"""Privacy accounting (Opacus) and the core's one DP-SGD engine."""
