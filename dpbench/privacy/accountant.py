@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 from opacus.accountants import create_accountant
 from opacus.accountants.utils import get_noise_multiplier
@@ -23,10 +24,12 @@ def calibrate_noise(epsilon: float, delta: float, sample_rate: float, steps: int
         raise ValueError(f"unknown accountant '{accountant}', expected one of {ACCOUNTANTS}")
     if not math.isfinite(epsilon):
         return 0.0
-    return get_noise_multiplier(
-        target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps,
-        accountant=accountant, epsilon_tolerance=EPSILON_TOLERANCE,
-    )
+    with warnings.catch_warnings():  # the search's large trial sigmas trip RDP's "largest alpha" warning
+        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        return get_noise_multiplier(
+            target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps,
+            accountant=accountant, epsilon_tolerance=EPSILON_TOLERANCE,
+        )
 
 
 def epsilon_spent(noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str) -> float:

@@ -1,0 +1,211 @@
+"""The dpbench command line: run, list, plugins, leaderboard, data."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from dpbench.data.types import DataMissingError
+from dpbench.plugins import UnknownNameError, load_registry
+
+DATA_ROOT_ENV = "DPBENCH_DATA_ROOT"
+CACHE_ENV = "DPBENCH_CACHE"
+
+RUN_EXAMPLES = """
+\b
+Examples:
+  dpbench run --method dp-loda --pair digits-mnist --eps 10
+  dpbench run --method dp-loda --pair digits-mnist --eps 1 --seed 2 --preset smoke --json
+  dpbench run --method dp-loda --pair digits-mnist --eps 10 --set rank=8 --set steps=300
+"""
+
+
+def _stdout() -> Console:
+    return Console()
+
+
+def _parse_override(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise click.BadParameter(f"'{text}' is not KEY=VALUE", param_hint="--set")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dpbench")
+def main() -> None:
+    """Benchmark differentially private fine-tuning of diffusion models.
+
+    \b
+    Examples:
+      dpbench list methods
+      dpbench run --method dp-loda --pair digits-mnist --eps 10
+      dpbench leaderboard --runs runs
+    """
+
+
+@main.command(epilog=RUN_EXAMPLES)
+@click.option("--method", required=True, help="Method name (see `dpbench list methods`).")
+@click.option("--pair", required=True, help="Public->private dataset pair (see `dpbench list pairs`).")
+@click.option("--eps", "epsilon", required=True, type=float, help="Target epsilon (> 0); 'inf' for a non-private run.")
+@click.option("--delta", default=1e-5, show_default=True, type=float, help="Target delta, used exactly as given.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--preset", default="default", show_default=True, type=click.Choice(["default", "smoke", "paper"]))
+@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--evaluator", "evaluators", multiple=True, help="Evaluator to run (repeatable; default: all that apply).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a method hyperparameter (repeatable).")
+@click.option("--data-root", default=None, envvar=DATA_ROOT_ENV, show_envvar=True, help="Folder with the real datasets' files.")
+@click.option("--cache-dir", default=".dpbench-cache", envvar=CACHE_ENV, show_envvar=True, show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Pre-training, Inception weights and FID statistics cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON on stdout.")
+def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, overrides, data_root, cache_dir, as_json):
+    """Fine-tune METHOD on PAIR under (EPS, DELTA)-DP, evaluate it, and write its record."""
+    from dpbench.progress import RichProgress
+    from dpbench.runner import RunInputError, RunRequest, execute
+
+    request = RunRequest(method=method, pair=pair, epsilon=epsilon, delta=delta, seed=seed, preset=preset, out=out,
+                         device=device, cache_dir=cache_dir, data_root=data_root,
+                         evaluators=list(evaluators) or None, overrides=dict(_parse_override(o) for o in overrides))
+    registry = load_registry()
+    _report_broken_plugins(registry)
+    try:
+        with RichProgress() as progress:
+            outcome = execute(registry, request, progress)
+    except (UnknownNameError, RunInputError) as exc:
+        raise click.UsageError(str(exc)) from None
+    except DataMissingError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    record = outcome.record
+    if as_json:
+        click.echo(json.dumps(_jsonable(record), indent=2))
+    else:
+        _print_result(record, outcome.record_path)
+    if not outcome.ok:
+        click.echo(f"Error: run failed: {record['error']['type']}: {record['error']['message']}", err=True)
+        sys.exit(1)
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _print_result(record: dict, path: Path) -> None:
+    console = _stdout()
+    table = Table(title=f"{record['method']['name']} on {record['pair']['name']}, eps={record['privacy']['epsilon_target']}, seed {record['seed']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, metric in record["metrics"].items():
+        arrow = "↑" if metric["higher_is_better"] else "↓"
+        suffix = " (reference)" if metric.get("reference") else ""
+        table.add_row(f"{name} {arrow}{suffix}", f"{metric['value']:.4g}")
+    privacy = record["privacy"]
+    if "epsilon" in privacy:
+        table.add_row("epsilon (recomputed)", f"{privacy['epsilon']:.4g}")
+        table.add_row("sigma / C / q / steps",
+                      f"{privacy['noise_multiplier']:.4g} / {privacy['max_grad_norm']} / {privacy['sample_rate']:.4g} / {privacy['steps']}")
+    cost = record.get("cost", {})
+    for stage, seconds in cost.get("wall_seconds", {}).items():
+        table.add_row(f"wall s: {stage}", f"{seconds:.1f}")
+    if "peak_memory_mb" in cost:
+        table.add_row(f"peak memory MB ({cost['peak_memory_kind']})", f"{cost['peak_memory_mb']:.0f}")
+        table.add_row("trainable params", f"{cost['trainable_parameters']:,} ({cost['trainable_fraction']:.2%})")
+    console.print(table)
+    console.print(f"record: {path}  status: {record['status']}")
+
+
+def _report_broken_plugins(registry) -> None:
+    for plugin in registry.plugins:
+        if plugin.error:
+            click.echo(f"warning: plugin '{plugin.name}' ({plugin.module}) failed to load and was skipped: {plugin.error}", err=True)
+
+
+@main.command("list")
+@click.argument("kind", type=click.Choice(["methods", "pairs", "evaluators"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+def list_(kind, as_json):
+    """List registered methods, pairs or evaluators.
+
+    \b
+    Examples:
+      dpbench list methods
+      dpbench list pairs --json
+    """
+    registry = load_registry()
+    _report_broken_plugins(registry)
+    rows = []
+    for name, obj in sorted(getattr(registry, kind).items()):
+        origin = registry.origin.get(f"{kind[:-1]}:{name}")
+        row = {"name": name, "description": obj.description, "plugin": origin.name if origin else None}
+        if kind == "methods":
+            row.update(produces=obj.produces, reference=obj.reference)
+        elif kind == "pairs":
+            row.update(image_size=obj.image_size, channels=obj.channels, num_classes=obj.num_classes)
+        else:
+            row.update(applies_to=list(obj.applies_to))
+        rows.append(row)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=kind)
+    for column in rows[0].keys() if rows else ["name"]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*[str(v) for v in row.values()])
+    _stdout().print(table)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+def plugins(as_json):
+    """List loaded plugins with their distribution, version and what they registered (or why they failed)."""
+    registry = load_registry()
+    rows = [{"name": p.name, "module": p.module, "distribution": p.distribution, "version": p.version,
+             "status": "error" if p.error else "ok", "error": p.error, "provides": p.provides} for p in registry.plugins]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="dpbench plugins")
+    for column in ("name", "distribution", "version", "status", "provides"):
+        table.add_column(column)
+    for row in rows:
+        status = f"[red]error: {row['error']}[/]" if row["error"] else "ok"
+        table.add_row(row["name"], str(row["distribution"]), str(row["version"]), status, ", ".join(row["provides"]))
+    _stdout().print(table)
+
+
+@main.command()
+@click.option("--runs", default="runs", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--output", default="leaderboard", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+def leaderboard(runs, output):
+    """Rebuild LEADERBOARD.md (mean ± std over seeds, per pair and epsilon) from every record under RUNS.
+
+    \b
+    Example:
+      dpbench leaderboard --runs runs --output leaderboard
+    """
+    from dpbench.leaderboard import build_leaderboard
+
+    path = build_leaderboard(runs, output)
+    click.echo(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

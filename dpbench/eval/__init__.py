@@ -1,0 +1,1 @@
+"""Evaluation helpers: generation metrics (FID/KID) and run costs."""

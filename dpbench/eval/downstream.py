@@ -1,0 +1,46 @@
+"""Downstream utility: train the pair's classifier on synthetic data, test it on the real private test split.
+
+Nothing is selected on the test split: the classifier trains for a fixed number of epochs and is
+tested once. The public-only reference trains the same classifier on the public split instead.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from dpbench.data.types import ImageSet, PairSpec
+from dpbench.models.classifiers import accuracy, build_classifier, fit_classifier
+from dpbench.results import atomic_write_bytes
+
+# Fixed training budgets per preset (no early stopping, so nothing can be tuned on the test split).
+DOWNSTREAM_TRAINING = {
+    "smoke": {"epochs": 1, "batch_size": 64, "lr": 1e-3},
+    "default": {"epochs": 10, "batch_size": 64, "lr": 1e-3},
+    "paper": {"epochs": 30, "batch_size": 128, "lr": 1e-3},
+}
+
+
+def train_and_test(pair: PairSpec, train: ImageSet, test: ImageSet, *, preset: str, seed: int,
+                   device: torch.device, progress=None) -> float:
+    settings = DOWNSTREAM_TRAINING[preset]
+    torch.manual_seed(seed)
+    model = build_classifier(pair.classifier, pair.channels, pair.image_size, pair.num_classes)
+    fit_classifier(model, train.images, train.labels, epochs=settings["epochs"], batch_size=settings["batch_size"],
+                   lr=settings["lr"], device=device, seed=seed, progress=progress)
+    return accuracy(model, test.images, test.labels, device)
+
+
+def public_only_accuracy(pair: PairSpec, public: ImageSet, test: ImageSet, *, preset: str, seed: int,
+                         device: torch.device, cache_dir: Path, progress=None) -> float:
+    """The same classifier trained on public data only: what a reader compares DP fine-tuning against."""
+    key = json.dumps({"pair": pair.name, "preset": preset, "seed": seed, "n_public": len(public),
+                      "classifier": pair.classifier, "training": DOWNSTREAM_TRAINING[preset]}, sort_keys=True)
+    path = Path(cache_dir) / "public_only" / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".json")
+    if path.exists():
+        return json.loads(path.read_text())["accuracy"]
+    value = train_and_test(pair, public, test, preset=preset, seed=seed, device=device, progress=progress)
+    atomic_write_bytes(path, json.dumps({"key": json.loads(key), "accuracy": value}).encode())
+    return value

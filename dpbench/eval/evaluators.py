@@ -1,0 +1,48 @@
+"""The core's evaluators. They are registered by the built-in `evaluators` plugin, like any third party's."""
+from __future__ import annotations
+
+from dpbench.data.types import ImageSet
+from dpbench.eval.downstream import public_only_accuracy, train_and_test
+from dpbench.eval.fid import fid_kid
+from dpbench.interface import EvalContext, Evaluator, Metric
+
+
+class FidKidEvaluator(Evaluator):
+    name = "fid"
+    description = "FID and KID (torch-fidelity, Inception 2015-12-05) of samples against the real private test split"
+    applies_to = ("generator",)
+
+    def evaluate(self, ctx: EvalContext) -> list[Metric]:
+        task = ctx.progress.task("FID/KID (Inception)", total=None)
+        reference = ctx.data.private_test.images
+        scores = fid_kid(ctx.samples, reference, cache_dir=ctx.cache_dir / "fidelity",
+                         reference_cache_key=f"{ctx.pair.name}-private-test-{len(reference)}", device=ctx.device)
+        task.close()
+        extra = {"n_generated": scores["n_generated"], "n_reference": scores["n_reference"]}
+        return [
+            Metric("fid", scores["fid"], higher_is_better=False, extra=extra),
+            Metric("kid", scores["kid"], higher_is_better=False, extra={**extra, "kid_std": scores["kid_std"]}),
+        ]
+
+
+class AccuracyEvaluator(Evaluator):
+    name = "accuracy"
+    description = "Accuracy on the real private test split of the pair's classifier trained on the synthetic samples"
+    applies_to = ("generator", "classifier")
+
+    def evaluate(self, ctx: EvalContext) -> list[Metric]:
+        test = ctx.data.private_test
+        task = ctx.progress.task("downstream classifier", total=None)
+        if ctx.produces == "generator":
+            synthetic = ImageSet(ctx.samples, ctx.sample_labels)
+            value = train_and_test(ctx.pair, synthetic, test, preset=ctx.preset, seed=ctx.seed, device=ctx.device)
+        else:
+            predictions = ctx.artifact.predict(test.images)
+            value = (predictions.cpu() == test.labels).float().mean().item()
+        reference = public_only_accuracy(ctx.pair, ctx.data.public_train, test, preset=ctx.preset, seed=ctx.seed,
+                                         device=ctx.device, cache_dir=ctx.cache_dir)
+        task.close()
+        return [
+            Metric("accuracy", value, higher_is_better=True),
+            Metric("accuracy_public_only", reference, higher_is_better=True, reference=True),
+        ]

@@ -1,0 +1,84 @@
+"""Private fine-tuning of a diffusion backbone through the core's DP-SGD engine, and the generator artifact.
+
+Every diffusion method (LoDA, LoRA, attention-only, full) differs only in which parameters are trainable;
+this module is what they share. Noise multiplicity K (Dockhorn et al. 2023, DPDM): each example's loss is
+the mean over K independent (timestep, noise) draws, computed inside the per-example function, so the
+gradient is averaged before clipping and one example's contribution stays <= C.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dpbench.data.types import ImageSet
+from dpbench.models.diffusion import DiffusionSchedule, ddim_sample, diffusion_loss, drop_labels, to_model_range
+from dpbench.privacy.engine import DPConfig, DPSGDEngine
+from dpbench.privacy.ledger import PrivacyLedger
+
+
+@dataclass(frozen=True)
+class DiffusionFinetuneConfig:
+    dp: DPConfig
+    lr: float
+    p_uncond: float  # class dropout for classifier-free guidance (Ho & Salimans 2022)
+    num_classes: int
+
+
+def diffusion_example_loss(schedule: DiffusionSchedule):
+    """The per-example loss for the engine: mean diffusion loss over the example's K draws."""
+
+    def loss(model_fn, example: dict[str, torch.Tensor]) -> torch.Tensor:
+        k = example["t"].shape[0]
+        x0 = example["x0"].unsqueeze(0).expand(k, *example["x0"].shape)
+        return diffusion_loss(model_fn, x0, example["t"], example["noise"], example["y"], schedule).mean()
+
+    return loss
+
+
+def diffusion_batch_maker(private: ImageSet, schedule: DiffusionSchedule, k: int, p_uncond: float,
+                          null_class: int, device: torch.device):
+    images, labels = private.images.to(device), private.labels.to(device)
+
+    def make_batch(indices: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        indices = indices.to(device)
+        x0 = to_model_range(images[indices])
+        b = x0.shape[0]
+        t = torch.randint(0, schedule.num_timesteps, (b, k), generator=generator, device=device)
+        noise = torch.randn((b, k, *x0.shape[1:]), generator=generator, device=device)
+        y = drop_labels(labels[indices].unsqueeze(1).expand(b, k).reshape(-1), p_uncond, null_class, generator).reshape(b, k)
+        return {"x0": x0, "t": t, "noise": noise, "y": y}
+
+    return make_batch
+
+
+def finetune_diffusion(model: nn.Module, private: ImageSet, schedule: DiffusionSchedule,
+                       config: DiffusionFinetuneConfig, *, device: torch.device, seed: int, progress) -> PrivacyLedger:
+    """Fine-tune the model's trainable parameters on the private split under DP; returns the spent ledger."""
+    model.to(device).train()
+    engine = DPSGDEngine(model, diffusion_example_loss(schedule), config.dp, len(private), device, seed)
+    optimizer = torch.optim.Adam(list(engine.trainable.values()), lr=config.lr)
+    make_batch = diffusion_batch_maker(private, schedule, config.dp.noise_multiplicity, config.p_uncond,
+                                       config.num_classes, device)
+    return engine.run(make_batch, optimizer, progress)
+
+
+class DiffusionGenerator:
+    """A class-conditional generator: a noise predictor sampled with DDIM and classifier-free guidance."""
+
+    def __init__(self, model: nn.Module, schedule: DiffusionSchedule, image_shape: tuple[int, int, int], *,
+                 ddim_steps: int, guidance_scale: float, batch_size: int, device: torch.device) -> None:
+        self.model, self.schedule, self.image_shape = model, schedule, image_shape
+        self.ddim_steps, self.guidance_scale, self.batch_size, self.device = ddim_steps, guidance_scale, batch_size, device
+
+    def sample(self, labels: torch.Tensor, seed: int, progress=None) -> torch.Tensor:
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        batches = -(-len(labels) // self.batch_size)
+        task = progress.task("sample (DDIM)", total=batches) if progress else None
+        images = ddim_sample(self.model, labels.to(self.device), self.image_shape, self.schedule,
+                             steps=self.ddim_steps, guidance_scale=self.guidance_scale, generator=generator,
+                             batch_size=self.batch_size, progress_callback=(lambda: task.advance(1)) if task else None)
+        if task:
+            task.close()
+        return images.cpu()
