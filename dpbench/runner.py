@@ -135,7 +135,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
                    "plugin": {"name": origin.name if origin else None, "distribution": origin.distribution if origin else None,
                               "version": origin.version if origin else None}},
         "pair": {"name": pair.name, "n_public": len(data.public_train), "n_private_train": n_private,
-                 "n_private_test": len(data.private_test), "info": {k: v for k, v in data.info.items() if k != "warnings"}},
+                 "n_private_test": len(data.private_test), "info": _plain_info(data.info)},
         "seed": request.seed, "preset": request.preset, "warnings": warnings,
         "privacy": {"epsilon_target": request.epsilon, "delta": request.delta},
         "metrics": {}, "cost": {}, "env": _env(device), "started_at": _now(), "finished_at": None,
@@ -177,6 +177,12 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
     record["finished_at"] = _now()
     path = write_record(directory, record)
     return RunOutcome(record=record, record_path=path, ok=record["status"] == "completed")
+
+
+def _plain_info(info: dict) -> dict:
+    """The pair's provenance fields that belong in a JSON record (callables such as streams are left out)."""
+    plain = (str, int, float, bool, type(None), list, tuple, dict)
+    return {k: v for k, v in info.items() if k != "warnings" and isinstance(v, plain)}
 
 
 def _check_result(method, result: MethodResult) -> None:
