@@ -1,0 +1,103 @@
+"""FID and KID between two uint8 image sets, through torch-fidelity, offline."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from dpbench.eval.inception import resolve_inception_weights
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+class _Uint8Images(Dataset):
+    """Yields uint8 (3, H, W); grayscale is repeated to three channels. torch-fidelity resizes to 299."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        x = self.images[i]
+        return x.expand(3, -1, -1) if x.shape[0] == 1 else x
+
+
+def _check(images: torch.Tensor, name: str) -> torch.Tensor:
+    if not (torch.is_tensor(images) and images.dtype == torch.uint8 and images.dim() == 4):
+        raise ValueError(f"{name}: expected a uint8 tensor (N, C, H, W)")
+    if images.shape[1] not in (1, 3):
+        raise ValueError(f"{name}: expected 1 or 3 channels, got {images.shape[1]}")
+    if len(images) < 2:
+        raise ValueError(f"{name}: FID/KID need at least 2 images, got {len(images)}")
+    return images.detach().cpu().contiguous()
+
+
+def _content_digest(images: torch.Tensor) -> str:
+    h = hashlib.sha1(str(tuple(images.shape)).encode())
+    h.update(images.numpy())  # contiguous, so hashed without a copy
+    return h.hexdigest()[:12]
+
+
+def fid_kid(
+    generated: torch.Tensor,
+    reference: torch.Tensor,
+    *,
+    cache_dir: Path,
+    reference_cache_key: str | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+) -> dict:
+    """FID and KID (Inception pool3 features) of `generated` against `reference`, both uint8 (N, C, H, W).
+
+    With `reference_cache_key`, the reference features and FID statistics are cached under `cache_dir` by
+    torch-fidelity and reused. The cache entry is named by the key plus a digest of the reference pixels,
+    so a changed reference set under the same key is re-extracted rather than silently reused.
+    KID uses 100 subsets of min(1000, n_generated, n_reference) samples; when both sets are that small, every
+    subset is the whole set and kid_std is ~0. KID is unbiased, so near-identical sets can score slightly below zero.
+    """
+    import torch_fidelity
+
+    generated, reference = _check(generated, "generated"), _check(reference, "reference")
+    cache_dir = Path(cache_dir)
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+
+    kwargs: dict = {"cache": False}
+    if reference_cache_key is not None:
+        if not _KEY_RE.match(reference_cache_key):
+            raise ValueError(f"reference_cache_key must match {_KEY_RE.pattern}: {reference_cache_key!r}")
+        kwargs = {
+            "cache": True,
+            "cache_root": str(cache_dir / "fidelity_cache"),
+            "input2_cache_name": f"{reference_cache_key}-{_content_digest(reference)}",
+        }
+
+    n1, n2 = len(generated), len(reference)
+    # torch-fidelity calls .cuda() without an index, so select the requested GPU as current.
+    with torch.cuda.device(device) if cuda else contextlib.nullcontext():
+        metrics = torch_fidelity.calculate_metrics(
+            input1=_Uint8Images(generated),
+            input2=_Uint8Images(reference),
+            fid=True,
+            kid=True,
+            kid_subset_size=min(1000, n1, n2),
+            feature_extractor_weights_path=str(resolve_inception_weights(cache_dir)),
+            cuda=cuda,
+            batch_size=batch_size,
+            save_cpu_ram=True,  # no DataLoader worker processes: the images are already in memory
+            verbose=False,
+            **kwargs,
+        )
+    return {
+        "fid": float(metrics[torch_fidelity.KEY_METRIC_FID]),
+        "kid": float(metrics[torch_fidelity.KEY_METRIC_KID_MEAN]),
+        "kid_std": float(metrics[torch_fidelity.KEY_METRIC_KID_STD]),
+        "n_generated": n1,
+        "n_reference": n2,
+    }
