@@ -66,10 +66,11 @@ def main() -> None:
 @click.option("--evaluator", "evaluators", multiple=True, help="Evaluator to run (repeatable; default: all that apply).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a method hyperparameter (repeatable).")
 @click.option("--data-root", default=None, envvar=DATA_ROOT_ENV, show_envvar=True, help="Folder with the real datasets' files.")
+@click.option("--download", is_flag=True, help="Let torchvision fetch the pair's missing files first (needs a network).")
 @click.option("--cache-dir", default=".dpbench-cache", envvar=CACHE_ENV, show_envvar=True, show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Pre-training, Inception weights and FID statistics cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON on stdout.")
-def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, overrides, data_root, cache_dir, as_json):
+def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, overrides, data_root, download, cache_dir, as_json):
     """Fine-tune METHOD on PAIR under (EPS, DELTA)-DP, evaluate it, and write its record."""
     from dpbench.progress import RichProgress
     from dpbench.runner import RunInputError, RunRequest, execute
@@ -80,6 +81,10 @@ def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, ove
     registry = load_registry()
     _report_broken_plugins(registry)
     try:
+        if download:
+            spec = registry.pair(pair)
+            if spec.download:
+                spec.download(data_root)
         with RichProgress() as progress:
             outcome = execute(registry, request, progress)
     except (UnknownNameError, RunInputError) as exc:
@@ -189,6 +194,48 @@ def plugins(as_json):
         status = f"[red]error: {row['error']}[/]" if row["error"] else "ok"
         table.add_row(row["name"], str(row["distribution"]), str(row["version"]), status, ", ".join(row["provides"]))
     _stdout().print(table)
+
+
+@main.group()
+def data() -> None:
+    """Check the real datasets' files.
+
+    \b
+    Examples:
+      dpbench data check
+      dpbench data check --pair svhn-mnist --data-root ~/datasets
+    """
+
+
+@data.command("check")
+@click.option("--pair", "pair_name", default=None, help="Only this pair (default: every pair).")
+@click.option("--data-root", default=None, envvar=DATA_ROOT_ENV, show_envvar=True, help="Folder with the datasets' files.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+def data_check(pair_name, data_root, as_json):
+    """Report, per pair, which files are present, missing or corrupt, with the exact expected paths.
+    Exits 0 when every checked pair is usable, 1 otherwise."""
+    from dpbench.data.file_report import format_report, resolve_data_root
+
+    registry = load_registry()
+    _report_broken_plugins(registry)
+    try:
+        pairs = [registry.pair(pair_name)] if pair_name else [registry.pairs[n] for n in sorted(registry.pairs)]
+    except UnknownNameError as exc:
+        raise click.UsageError(str(exc)) from None
+    root = resolve_data_root(data_root)
+    report, usable = [], True
+    for pair in pairs:
+        statuses = pair.check_files(data_root) if pair.check_files else []
+        ok = all(s.status == "present" for s in statuses)
+        usable &= ok
+        report.append({"pair": pair.name, "ready": ok, "needs_files": bool(pair.check_files),
+                       "files": [{"path": s.path, "status": s.status, "detail": s.detail} for s in statuses]})
+        if not as_json:
+            text = format_report(pair.name, root, statuses, []) if statuses else f"pair {pair.name!r}: embedded, needs no files"
+            click.echo(text + ("\n  => ready" if ok else "\n  => NOT ready") + "\n")
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    sys.exit(0 if usable else 1)
 
 
 @main.command()

@@ -43,10 +43,9 @@ import torch.nn.functional as F
 
 from dpbench.data.imagenet_classes import DEVKIT_TO_CIFAR10, TABLE_I
 from dpbench.data.readers import celeba, cifar_pickle, image_folder, imagenet32_npz, mnist_idx, svhn_mat
+from dpbench.data.file_report import DEFAULT_ROOT, ENV_VAR, format_report, resolve_data_root
 from dpbench.data.types import DataMissingError, FileStatus, ImageSet, PairData, PairSpec
 
-ENV_VAR = "DPBENCH_DATA_ROOT"
-DEFAULT_ROOT = Path.home() / ".cache" / "dpbench" / "data"
 MNIST_DIR, SVHN_DIR, CIFAR_DIR, CELEBA_DIR, FOLDER_DIR = "MNIST/raw", "svhn", "cifar-10-batches-py", "celeba", "imagenet_folder"
 ONE_PERCENT_SEED = 0  # the recorded seed of the imagenet32-cifar10-1pct private subset
 ONE_PERCENT_PER_CLASS = 50  # 1% of CIFAR-10's 50,000 train images = 500, i.e. 50 per class
@@ -61,20 +60,6 @@ HOW_TO_GET = {
     "and Imagenet32_val_npz.zip from https://image-net.org/download-images and unzip both in {root}/",
     "ImageNet folder": "put a folder of class sub-folders of (downsampled) ImageNet images at {root}/imagenet_folder/",
 }
-
-
-def resolve_data_root(data_root: str | os.PathLike | None) -> Path:
-    """--data-root if given, else $DPBENCH_DATA_ROOT, else ~/.cache/dpbench/data."""
-    return Path(data_root or os.environ.get(ENV_VAR) or DEFAULT_ROOT).expanduser()
-
-
-def format_report(pair: str, root: Path, statuses: list[FileStatus], hints: list[str]) -> str:
-    """The text a user sees from `dpbench data check` and when a run's data is missing."""
-    lines = [f"pair {pair!r}, data root {root} (--data-root or ${ENV_VAR}):"]
-    lines += [f"  {s.status:8} {s.path}" + (f"  ({s.detail})" if s.detail else "") for s in statuses]
-    if hints:
-        lines += ["to get the missing files:"] + [f"  {h}" for h in hints]
-    return "\n".join(lines)
 
 
 # --- sources: (name, check(root, deep)) -------------------------------------------------------------
