@@ -45,7 +45,7 @@ def diffusion_batch_maker(private: ImageSet, schedule: DiffusionSchedule, k: int
         indices = indices.to(device)
         x0 = to_model_range(images[indices])
         b = x0.shape[0]
-        t = torch.randint(0, schedule.num_timesteps, (b, k), generator=generator, device=device)
+        t = torch.randint(0, schedule.num_steps, (b, k), generator=generator, device=device)
         noise = torch.randn((b, k, *x0.shape[1:]), generator=generator, device=device)
         y = drop_labels(labels[indices].unsqueeze(1).expand(b, k).reshape(-1), p_uncond, null_class, generator).reshape(b, k)
         return {"x0": x0, "t": t, "noise": noise, "y": y}
@@ -78,7 +78,7 @@ class DiffusionGenerator:
         task = progress.task("sample (DDIM)", total=batches) if progress else None
         images = ddim_sample(self.model, labels.to(self.device), self.image_shape, self.schedule,
                              steps=self.ddim_steps, guidance_scale=self.guidance_scale, generator=generator,
-                             batch_size=self.batch_size, progress_callback=(lambda: task.advance(1)) if task else None)
+                             batch_size=self.batch_size, progress_callback=(lambda n: task.advance(1)) if task else None)
         if task:
             task.close()
         return images.cpu()

@@ -15,11 +15,11 @@ PRESETS = {
     # rank 4 and LeakyReLU slope 0.1: the DP-LoDA seed paper's adapter settings. The other values are
     # dpbench's choices, sized for 2 CPU cores (default) or a GPU (paper), not numbers from the paper.
     "smoke": dict(rank=4, slope=0.1, steps=4, batch_size=32, lr=2e-3, max_grad_norm=1.0, noise_multiplicity=1,
-                  p_uncond=0.1, ddim_steps=5, guidance_scale=1.0, accountant="rdp"),
+                  p_uncond=0.1, ddim_steps=5, guidance_scale=2.0, accountant="rdp"),
     "default": dict(rank=4, slope=0.1, steps=150, batch_size=256, lr=2e-3, max_grad_norm=1.0, noise_multiplicity=1,
-                    p_uncond=0.1, ddim_steps=25, guidance_scale=1.0, accountant="rdp"),
+                    p_uncond=0.1, ddim_steps=25, guidance_scale=2.0, accountant="rdp"),
     "paper": dict(rank=4, slope=0.1, steps=2000, batch_size=2048, lr=1e-3, max_grad_norm=1.0, noise_multiplicity=4,
-                  p_uncond=0.1, ddim_steps=100, guidance_scale=1.0, accountant="rdp"),
+                  p_uncond=0.1, ddim_steps=100, guidance_scale=2.0, accountant="rdp"),
 }
 
 
