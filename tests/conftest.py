@@ -15,7 +15,9 @@ def shared_cache(tmp_path_factory) -> Path:
 
 def install_fake_distribution(root: Path, dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
     """Lay out a minimal installed distribution (dist-info + modules) that importlib.metadata discovers on sys.path."""
-    info = root / f"{dist}-{version}.dist-info"
+    # Installers name the folder with the normalised name ('-' -> '_'); importlib.metadata takes the text before
+    # the first '-' as the name, so "dpbench-x-1.0.dist-info" would shadow dpbench itself.
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
     lines = ["[dpbench]"] + [f"{name} = {target}" for name, target in entry_points.items()]

@@ -12,6 +12,26 @@ from torch.utils.data import Dataset
 from dpbench.eval.inception import resolve_inception_weights
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+EXTRACTOR_NAME = "inception-v3-compat-channels-last"
+
+
+def _register_channels_last_inception() -> None:
+    """torch-fidelity's own Inception, run in channels-last memory format: about 2x faster on a CPU,
+    features equal to ~5e-6 (same weights, same ops, another memory layout)."""
+    import torch_fidelity
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    class ChannelsLastInceptionV3(FeatureExtractorInceptionV3):
+        def __init__(self, name, features_list, **kwargs):
+            super().__init__(name, features_list, **kwargs)
+            self.to(memory_format=torch.channels_last)
+
+        def forward(self, x):
+            return super().forward(x.contiguous(memory_format=torch.channels_last))
+
+    if EXTRACTOR_NAME not in FEATURE_EXTRACTORS_REGISTRY:
+        torch_fidelity.register_feature_extractor(EXTRACTOR_NAME, ChannelsLastInceptionV3)
 
 
 class _Uint8Images(Dataset):
@@ -78,6 +98,7 @@ def fid_kid(
             "input2_cache_name": f"{reference_cache_key}-{_content_digest(reference)}",
         }
 
+    _register_channels_last_inception()
     n1, n2 = len(generated), len(reference)
     # torch-fidelity calls .cuda() without an index, so select the requested GPU as current.
     with torch.cuda.device(device) if cuda else contextlib.nullcontext():
@@ -86,6 +107,7 @@ def fid_kid(
             input2=_Uint8Images(reference),
             fid=True,
             kid=True,
+            feature_extractor=EXTRACTOR_NAME,
             kid_subset_size=min(1000, n1, n2),
             feature_extractor_weights_path=str(resolve_inception_weights(cache_dir)),
             cuda=cuda,
