@@ -37,13 +37,14 @@ def diffusion_example_loss(schedule: DiffusionSchedule):
     return loss
 
 
-def diffusion_batch_maker(private: ImageSet, schedule: DiffusionSchedule, k: int, p_uncond: float,
-                          null_class: int, device: torch.device):
-    images, labels = private.images.to(device), private.labels.to(device)
+def diffusion_batch_maker(x0_all: torch.Tensor, labels: torch.Tensor, schedule: DiffusionSchedule, k: int,
+                          p_uncond: float, null_class: int, device: torch.device):
+    """Batches of (x0, K timesteps, K noises, K labels) per example; x0_all is the private split in model range."""
+    x0_all, labels = x0_all.to(device), labels.to(device)
 
     def make_batch(indices: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         indices = indices.to(device)
-        x0 = to_model_range(images[indices])
+        x0 = x0_all[indices]
         b = x0.shape[0]
         t = torch.randint(0, schedule.num_steps, (b, k), generator=generator, device=device)
         noise = torch.randn((b, k, *x0.shape[1:]), generator=generator, device=device)
@@ -54,13 +55,19 @@ def diffusion_batch_maker(private: ImageSet, schedule: DiffusionSchedule, k: int
 
 
 def finetune_diffusion(model: nn.Module, private: ImageSet, schedule: DiffusionSchedule,
-                       config: DiffusionFinetuneConfig, *, device: torch.device, seed: int, progress) -> PrivacyLedger:
-    """Fine-tune the model's trainable parameters on the private split under DP; returns the spent ledger."""
+                       config: DiffusionFinetuneConfig, *, device: torch.device, seed: int, progress,
+                       codec=None) -> PrivacyLedger:
+    """Fine-tune the model's trainable parameters on the private split under DP; returns the spent ledger.
+
+    With a (frozen, public-trained) codec, examples are encoded to latents first; encoding is a fixed
+    per-example map, so it changes nothing in the accounting.
+    """
     model.to(device).train()
     engine = DPSGDEngine(model, diffusion_example_loss(schedule), config.dp, len(private), device, seed)
     optimizer = torch.optim.Adam(list(engine.trainable.values()), lr=config.lr)
-    make_batch = diffusion_batch_maker(private, schedule, config.dp.noise_multiplicity, config.p_uncond,
-                                       config.num_classes, device)
+    x0_all = codec.encode(private.images) if codec is not None else to_model_range(private.images)
+    make_batch = diffusion_batch_maker(x0_all, private.labels, schedule, config.dp.noise_multiplicity,
+                                       config.p_uncond, config.num_classes, device)
     return engine.run(make_batch, optimizer, progress)
 
 
@@ -68,8 +75,8 @@ class DiffusionGenerator:
     """A class-conditional generator: a noise predictor sampled with DDIM and classifier-free guidance."""
 
     def __init__(self, model: nn.Module, schedule: DiffusionSchedule, image_shape: tuple[int, int, int], *,
-                 ddim_steps: int, guidance_scale: float, batch_size: int, device: torch.device) -> None:
-        self.model, self.schedule, self.image_shape = model, schedule, image_shape
+                 ddim_steps: int, guidance_scale: float, batch_size: int, device: torch.device, codec=None) -> None:
+        self.model, self.schedule, self.image_shape, self.codec = model, schedule, image_shape, codec
         self.ddim_steps, self.guidance_scale, self.batch_size, self.device = ddim_steps, guidance_scale, batch_size, device
 
     def sample(self, labels: torch.Tensor, seed: int, progress=None) -> torch.Tensor:
@@ -78,7 +85,8 @@ class DiffusionGenerator:
         task = progress.task("sample (DDIM)", total=batches) if progress else None
         images = ddim_sample(self.model, labels.to(self.device), self.image_shape, self.schedule,
                              steps=self.ddim_steps, guidance_scale=self.guidance_scale, generator=generator,
-                             batch_size=self.batch_size, progress_callback=(lambda n: task.advance(1)) if task else None)
+                             batch_size=self.batch_size, progress_callback=(lambda n: task.advance(1)) if task else None,
+                             decode=self.codec.decode if self.codec is not None else None)
         if task:
             task.close()
         return images.cpu()

@@ -101,10 +101,15 @@ class Method(abc.ABC):
     description: str = ""
     produces: str = "generator"  # "generator" or "classifier"
     reference: str = ""  # the paper the method and its defaults come from
+    # False only for references that never touch private data (e.g. the public-only model); they run at ε = 0.
+    trains_on_private: bool = True
 
     @abc.abstractmethod
     def configure(self, preset: str, pair: PairSpec) -> dict:
         """The method's hyperparameters for a preset on a pair (plain JSON-able values)."""
+
+    def validate(self, config: dict) -> None:
+        """Raise ValueError naming the bad setting; called before anything runs (bad input, exit 2)."""
 
     @abc.abstractmethod
     def train(self, ctx: RunContext, config: dict) -> MethodResult:

@@ -60,8 +60,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def validate_budget(epsilon: float, delta: float) -> None:
-    if math.isnan(epsilon) or epsilon <= 0:
+def validate_budget(epsilon: float, delta: float, method=None) -> None:
+    if method is not None and not method.trains_on_private:
+        if epsilon != 0:
+            raise RunInputError(f"method '{method.name}' never touches private data; run it with --eps 0, got {epsilon}")
+    elif math.isnan(epsilon) or epsilon <= 0:
         raise RunInputError(f"epsilon must be > 0 (or inf for a non-private run), got {epsilon}")
     if not 0 < delta < 1:
         raise RunInputError(f"delta must be in (0, 1), got {delta}")
@@ -102,7 +105,7 @@ def resolve(registry: Registry, request: RunRequest):
     pair = registry.pair(request.pair)
     if request.preset not in PRESETS:
         raise RunInputError(f"unknown preset '{request.preset}', expected one of {PRESETS}")
-    validate_budget(request.epsilon, request.delta)
+    validate_budget(request.epsilon, request.delta, method)
     evaluator_names = request.evaluators if request.evaluators is not None else list(registry.evaluators)
     evaluators = [registry.evaluator(name) for name in evaluator_names]
     evaluators = [e for e in evaluators if method.produces in e.applies_to]
@@ -111,6 +114,10 @@ def resolve(registry: Registry, request: RunRequest):
     if unknown:
         raise RunInputError(f"unknown setting(s) {unknown} for method '{method.name}'; valid: {sorted(config)}")
     config = {**config, **request.overrides}
+    try:
+        method.validate(config)
+    except (ValueError, TypeError) as exc:
+        raise RunInputError(f"bad setting for method '{method.name}': {exc}") from exc
     return method, pair, evaluators, config
 
 

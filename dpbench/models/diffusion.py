@@ -92,13 +92,15 @@ def ddim_sample(
     batch_size: int = 256,
     progress_callback: Callable[[int], None] | None = None,
     null_class: int | None = None,
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Class-conditional DDIM samples (Song et al. 2021) with classifier-free guidance; uint8 (N, C, H, W) on CPU.
 
     eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond) (Ho & Salimans 2022); scale 1 is plain
     conditional sampling, larger scales trade diversity for class fidelity. 2.0 is this benchmark's choice,
     not a paper's; choose it on public data only. eta = 0 is deterministic DDIM, eta = 1 DDPM-like.
-    `progress_callback(n)` is called after each batch with the n images it finished.
+    `progress_callback(n)` is called after each batch with the n images it finished. `decode` maps the final
+    x (in [-1, 1]) to uint8 images, e.g. a latent model's decoder; by default x is the image itself.
     """
     device = next(model.parameters()).device
     null_class = model.null_class if null_class is None else null_class
@@ -124,12 +126,14 @@ def ddim_sample(
                 x = a_prev ** 0.5 * x0 + max(1 - a_prev - sigma ** 2, 0.0) ** 0.5 * eps
                 if sigma > 0:
                     x = x + sigma * torch.randn(x.shape, generator=generator, device=gen_device).to(device)
-            out.append(to_uint8(x).cpu())
+            out.append((decode(x) if decode is not None else to_uint8(x)).cpu())
             if progress_callback is not None:
                 progress_callback(n)
     finally:
         model.train(was_training)
     if not out:
+        if decode is not None:
+            raise ValueError("no labels to sample")
         return torch.empty((0, *shape), dtype=torch.uint8)
     return torch.cat(out)
 

@@ -38,11 +38,12 @@ class PretrainConfig:
         return asdict(self)
 
 
-def pretrain_cache_path(pair_name: str, config: UNetConfig, train: PretrainConfig, seed: int, cache_dir: Path) -> Path:
-    blob = json.dumps(
-        {"format": CACHE_FORMAT, "pair": pair_name, "unet": config.key(), "train": train.to_dict(), "seed": seed},
-        sort_keys=True,
-    )
+def pretrain_cache_path(pair_name: str, config: UNetConfig, train: PretrainConfig, seed: int, cache_dir: Path,
+                        encoder_key: str | None = None) -> Path:
+    fields = {"format": CACHE_FORMAT, "pair": pair_name, "unet": config.key(), "train": train.to_dict(), "seed": seed}
+    if encoder_key is not None:  # a latent U-Net belongs to the autoencoder whose latents it learnt
+        fields["encoder"] = encoder_key
+    blob = json.dumps(fields, sort_keys=True)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:20]
     safe_pair = "".join(c if c.isalnum() or c in "-_" else "_" for c in pair_name)
     return Path(cache_dir) / "pretrain" / f"{safe_pair}-{digest}.pt"
@@ -58,20 +59,26 @@ def pretrained_unet(
     cache_dir: Path,
     device: torch.device | str,
     progress=None,
+    encoder=None,
 ) -> ClassConditionalUNet:
-    """The U-Net pre-trained on `public` (loaded from the cache when present), on `device`, in eval mode."""
+    """The U-Net pre-trained on `public` (loaded from the cache when present), on `device`, in eval mode.
+
+    With `encoder` (a public-trained LatentCodec), the U-Net learns the public images' latents instead.
+    """
     if not isinstance(public, ImageSet):
         raise TypeError("pretrained_unet takes the public ImageSet only")
     device = torch.device(device)
-    path = pretrain_cache_path(pair_name, config, train, seed, cache_dir)
+    encoder_key = getattr(encoder, "cache_key", None) if encoder is not None else None
+    path = pretrain_cache_path(pair_name, config, train, seed, cache_dir, encoder_key)
     model = _init_model(config, seed)
     if path.exists():
         entry = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(entry["state_dict"])
         return model.to(device).eval()
-    state = _train(model, public, train, seed, device, progress)
+    x0_all = encoder.encode(public.images).cpu() if encoder is not None else to_model_range(public.images)
+    state = _train(model, x0_all, public.labels, train, seed, device, progress)
     model.load_state_dict(state)
-    _atomic_save(
+    atomic_save(
         {"state_dict": state, "meta": {"pair": pair_name, "unet": config.to_dict(), "train": train.to_dict(),
                                        "seed": seed, "format": CACHE_FORMAT, "n_public": len(public)}},
         path,
@@ -86,7 +93,8 @@ def _init_model(config: UNetConfig, seed: int) -> ClassConditionalUNet:
 
 
 def _train(
-    model: ClassConditionalUNet, public: ImageSet, train: PretrainConfig, seed: int, device: torch.device, progress
+    model: ClassConditionalUNet, x0_all: torch.Tensor, labels: torch.Tensor, train: PretrainConfig, seed: int,
+    device: torch.device, progress
 ) -> dict[str, torch.Tensor]:
     """Adam on L_simple with label dropout; no augmentation (flips would change digits). Returns CPU weights."""
     model.to(device).train()
@@ -94,7 +102,7 @@ def _train(
     opt = torch.optim.Adam(model.parameters(), lr=train.lr)
     ema = copy.deepcopy(model).eval() if train.ema_decay is not None else None
     gen = torch.Generator().manual_seed(seed)
-    n = len(public)
+    n = len(labels)
     order = torch.randperm(n, generator=gen)
     pos = 0
     task = progress.task("pre-train (public)", total=train.steps) if progress is not None else None
@@ -103,11 +111,11 @@ def _train(
             order, pos = torch.randperm(n, generator=gen), 0
         idx = order[pos:pos + train.batch_size]
         pos += train.batch_size
-        x0 = to_model_range(public.images[idx]).to(device)
+        x0 = x0_all[idx].to(device)
         b = x0.shape[0]
         t = torch.randint(0, schedule.num_steps, (b,), generator=gen).to(device)
         noise = torch.randn(x0.shape, generator=gen).to(device)
-        y = drop_labels(public.labels[idx], train.p_uncond, model.null_class, gen).to(device)
+        y = drop_labels(labels[idx], train.p_uncond, model.null_class, gen).to(device)
         loss = diffusion_loss(model, x0, t, noise, y, schedule).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -129,7 +137,7 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
         e.lerp_(p, 1.0 - decay)
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
+def atomic_save(obj: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)

@@ -54,6 +54,8 @@ def verify_ledger(ledger: PrivacyLedger, epsilon_target: float, delta: float) ->
     """Recompute epsilon; raise PrivacyBudgetError unless it is within the target at the user's delta."""
     if ledger.delta != delta:
         raise PrivacyBudgetError(f"ledger delta {ledger.delta} differs from the requested delta {delta}")
+    if ledger.steps == 0:  # no private step was taken (e.g. the public-only reference)
+        return 0.0
     if not math.isfinite(epsilon_target):
         if ledger.is_private:
             raise PrivacyBudgetError("a non-private run must carry a non-private ledger")

@@ -113,7 +113,8 @@ class DPSGDEngine:
         indices = self.sample_indices()
         self.batch_sizes.append(len(indices))
         total = {n: torch.zeros_like(p) for n, p in self.trainable.items()}
-        chunk = self.config.physical_batch_size
+        # K draws per example multiply activation memory by K, so the chunk shrinks by K to keep it flat.
+        chunk = max(1, self.config.physical_batch_size // self.config.noise_multiplicity)
         for start in range(0, len(indices), chunk):
             batch = {k: v.to(self.device) for k, v in make_batch(indices[start:start + chunk], self.generator).items()}
             grads = self.per_example_grads(batch)

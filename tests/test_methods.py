@@ -1,0 +1,105 @@
+"""Every built-in method runs end to end through `dpbench run` on the embedded pair with the smoke preset."""
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from dpbench.cli import main
+from dpbench.privacy.accountant import recompute_epsilon
+from dpbench.privacy.ledger import PrivacyLedger
+
+GENERATORS = ["dp-loda", "dp-lora", "dp-ldm", "dp-diffusion"]
+
+
+def _run(tmp_path, shared_cache, *args):
+    return CliRunner().invoke(main, ["run", "--pair", "digits-mnist", "--preset", "smoke", "--out", str(tmp_path / "runs"),
+                                     "--cache-dir", str(shared_cache), "--json", *args])
+
+
+def _ledger(privacy):
+    fields = ("accountant", "noise_multiplier", "sample_rate", "steps", "max_grad_norm", "delta", "noise_multiplicity")
+    return PrivacyLedger(**{k: privacy[k] for k in fields}, epsilon_target=float(privacy["epsilon_target"]))
+
+
+def test_all_five_methods_and_the_public_only_reference_are_listed():
+    methods = {m["name"]: m for m in json.loads(CliRunner().invoke(main, ["list", "methods", "--json"]).stdout)}
+    assert {"dp-loda", "dp-lora", "dp-ldm", "dp-diffusion", "dp-sgd", "public-only"} <= set(methods)
+    assert methods["dp-sgd"]["produces"] == "classifier"
+    plugins = {p["name"]: p for p in json.loads(CliRunner().invoke(main, ["plugins", "--json"]).stdout)}
+    for name in GENERATORS + ["dp-sgd", "public-only"]:  # built-ins come through the entry-point group
+        assert plugins[methods[name]["plugin"]]["distribution"] == "dpbench"
+
+
+def test_dp_loda_smoke_with_every_evaluator(tmp_path, shared_cache):
+    result = _run(tmp_path, shared_cache, "--method", "dp-loda", "--eps", "10")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["status"] == "completed"
+    assert {"fid", "kid", "accuracy", "accuracy_public_only"} <= set(record["metrics"])
+    assert record["metrics"]["fid"]["value"] > 0 and record["metrics"]["fid"]["higher_is_better"] is False
+    assert recompute_epsilon(_ledger(record["privacy"])) == record["privacy"]["epsilon"] <= 10
+    cost = record["cost"]
+    assert 0 < cost["trainable_parameters"] < cost["total_parameters"]
+    assert set(cost["wall_seconds"]) >= {"pretrain", "finetune", "sample", "eval_fid", "eval_accuracy", "total"}
+    assert (tmp_path / "runs/digits-mnist/dp-loda/eps10/seed0/samples.png").exists()
+
+
+@pytest.mark.parametrize("method, scope_check", [
+    ("dp-lora", lambda c: c["scope"] == "lora" and c["backbone"] == "latent"),
+    ("dp-ldm", lambda c: c["scope"] == "attention" and c["backbone"] == "latent"),
+    ("dp-diffusion", lambda c: c["scope"] == "full" and c["backbone"] == "pixel"),
+])
+def test_generator_methods_smoke(tmp_path, shared_cache, method, scope_check):
+    result = _run(tmp_path, shared_cache, "--method", method, "--eps", "5", "--evaluator", "accuracy")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["status"] == "completed" and scope_check(record["method"]["config"])
+    assert record["privacy"]["epsilon"] <= 5
+    fraction = record["cost"]["trainable_fraction"]
+    assert (fraction == 1.0) if method == "dp-diffusion" else (0 < fraction < 1)
+
+
+def test_dp_sgd_baseline_is_a_classifier_scored_by_accuracy(tmp_path, shared_cache):
+    result = _run(tmp_path, shared_cache, "--method", "dp-sgd", "--eps", "1")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert set(record["metrics"]) == {"accuracy", "accuracy_public_only"}  # no FID for a classifier
+    assert record["privacy"]["epsilon"] <= 1
+    assert not (tmp_path / "runs/digits-mnist/dp-sgd/eps1/seed0/samples.png").exists()
+
+
+def test_non_private_run_and_public_only_reference(tmp_path, shared_cache):
+    result = _run(tmp_path, shared_cache, "--method", "dp-loda", "--eps", "inf", "--evaluator", "accuracy")
+    assert result.exit_code == 0, result.output
+    privacy = json.loads(result.stdout)["privacy"]
+    assert privacy["private"] is False and privacy["noise_multiplier"] == 0 and privacy["epsilon"] == "inf"
+
+    result = _run(tmp_path, shared_cache, "--method", "public-only", "--eps", "0", "--evaluator", "accuracy")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["privacy"]["epsilon"] == 0 and record["privacy"]["steps"] == 0
+    assert record["cost"]["trainable_parameters"] == 0
+
+
+def test_set_overrides_are_validated_and_recorded(tmp_path, shared_cache):
+    bad = _run(tmp_path, shared_cache, "--method", "dp-loda", "--eps", "10", "--set", "scope=everything")
+    assert bad.exit_code == 2 and "scope must be one of" in bad.output
+    bad = _run(tmp_path, shared_cache, "--method", "public-only", "--eps", "10")
+    assert bad.exit_code == 2 and "--eps 0" in bad.output
+    assert not (tmp_path / "runs").exists()
+    ok = _run(tmp_path, shared_cache, "--method", "dp-loda", "--eps", "10", "--evaluator", "accuracy",
+              "--set", "backbone=latent", "--set", "noise_multiplicity=2")
+    assert ok.exit_code == 0, ok.output
+    record = json.loads(ok.stdout)
+    assert record["method"]["config"]["backbone"] == "latent"
+    assert record["privacy"]["noise_multiplicity"] == 2
+
+
+def test_delta_above_one_over_n_is_warned_recorded_and_kept(tmp_path, shared_cache):
+    result = _run(tmp_path, shared_cache, "--method", "dp-sgd", "--eps", "2", "--delta", "0.001")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["privacy"]["delta"] == 0.001
+    assert any("1/n_private" in w for w in record["warnings"])
+    assert not math.isinf(record["privacy"]["epsilon"])
