@@ -23,6 +23,9 @@ Examples:
   dpbench run --method dp-loda --pair digits-mnist --eps 10
   dpbench run --method dp-loda --pair digits-mnist --eps 1 --seed 2 --preset smoke --json
   dpbench run --method dp-loda --pair digits-mnist --eps 10 --set rank=8 --set steps=300
+  dpbench run --method dp-lora --pair digits-mnist --eps 10 --set noise_multiplicity=4
+  dpbench run --method dp-loda --pair digits-mnist --eps inf        # the same method without DP
+  dpbench run --method public-only --pair digits-mnist --eps 0     # the pre-trained model, no private data
 """
 
 
@@ -57,7 +60,7 @@ def main() -> None:
 @main.command(epilog=RUN_EXAMPLES)
 @click.option("--method", required=True, help="Method name (see `dpbench list methods`).")
 @click.option("--pair", required=True, help="Public->private dataset pair (see `dpbench list pairs`).")
-@click.option("--eps", "epsilon", required=True, type=float, help="Target epsilon (> 0); 'inf' for a non-private run.")
+@click.option("--eps", "epsilon", required=True, type=float, help="Target epsilon (> 0); 'inf' for a non-private run; 0 for public-only.")
 @click.option("--delta", default=1e-5, show_default=True, type=float, help="Target delta, used exactly as given.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--preset", default="default", show_default=True, type=click.Choice(["default", "smoke", "paper"]))
