@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from dpbench.interface import RunContext
 from dpbench.models.autoencoder import AutoencoderConfig, AutoencoderTraining, LatentCodec, public_autoencoder
-from dpbench.models.pretrain import PretrainConfig, pretrained_unet
+from dpbench.models.pretrain import PretrainConfig, PublicStream, pretrained_unet
 from dpbench.models.unet import ClassConditionalUNet, UNetConfig
 
 BACKBONES = ("pixel", "latent")
@@ -53,11 +53,22 @@ def latent_unet_config(ctx: RunContext, ae: AutoencoderConfig) -> UNetConfig:
                       channel_mults=(1, 2), attention_resolutions=(size, coarsest))
 
 
+def public_stream(ctx: RunContext) -> PublicStream | None:
+    """The pair's large unconditional public set, when it has one (ImageNet32 pairs): pre-training then runs in
+    two phases, or unconditionally only when the public labels are not the pair's classes (CelebA)."""
+    chunks = ctx.data.info.get("public_unconditional")
+    if chunks is None:
+        return None
+    return PublicStream(name=f"{ctx.pair.name}-public", chunks=chunks,
+                        conditional_after=ctx.data.info.get("public_pretraining") != ["unconditional"])
+
+
 def public_pixel_unet(ctx: RunContext, config: UNetConfig) -> ClassConditionalUNet:
     """The public-pretrained pixel U-Net. It is handed the public split only: it cannot see private data."""
     with ctx.stage("pretrain"):
         return pretrained_unet(ctx.data.public_train, config, PRETRAIN_PRESETS[ctx.preset], pair_name=ctx.pair.name,
-                               seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir, device=ctx.device, progress=ctx.progress)
+                               seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir, device=ctx.device, progress=ctx.progress,
+                               stream=public_stream(ctx))
 
 
 def public_backbone(ctx: RunContext, kind: str) -> Backbone:
@@ -72,7 +83,7 @@ def public_backbone(ctx: RunContext, kind: str) -> Backbone:
                                        device=ctx.device, progress=ctx.progress)
             unet = pretrained_unet(ctx.data.public_train, latent_unet_config(ctx, ae), PRETRAIN_PRESETS[ctx.preset],
                                    pair_name=ctx.pair.name, seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir,
-                                   device=ctx.device, progress=ctx.progress, encoder=codec)
+                                   device=ctx.device, progress=ctx.progress, encoder=codec, stream=public_stream(ctx))
         size = ae.latent_size()
         return Backbone(unet, codec, (ae.latent_channels, size, size))
     raise ValueError(f"unknown backbone '{kind}', expected one of {BACKBONES}")

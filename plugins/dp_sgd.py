@@ -42,8 +42,10 @@ class DPSGDClassifier(dpbench.Method):
         torch.manual_seed(ctx.seed)
         model = build_classifier(ctx.pair.classifier, ctx.pair.channels, ctx.pair.image_size, ctx.pair.num_classes)
         if config["public_init"]:  # optional warm start on the public split (labels must share the pair's classes)
+            public = ctx.data.public_train
+            if int(public.labels.max()) >= ctx.pair.num_classes:
+                raise ValueError(f"public_init: the public labels of {ctx.pair.name} are not its classes")
             with ctx.stage("pretrain"):
-                public = ctx.data.public_train
                 fit_classifier(model, public.images, public.labels, epochs=int(config["public_init_epochs"]),
                                batch_size=128, lr=1e-3, device=ctx.device, seed=ctx.seed, progress=ctx.progress)
         total = sum(p.numel() for p in model.parameters())

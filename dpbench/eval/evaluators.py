@@ -39,10 +39,11 @@ class AccuracyEvaluator(Evaluator):
         else:
             predictions = ctx.artifact.predict(test.images)
             value = (predictions.cpu() == test.labels).float().mean().item()
-        reference = public_only_accuracy(ctx.pair, ctx.data.public_train, test, preset=ctx.preset, seed=ctx.seed,
-                                         device=ctx.device, cache_dir=ctx.cache_dir)
+        metrics = [Metric("accuracy", value, higher_is_better=True)]
+        public = ctx.data.public_train
+        if len(public) and int(public.labels.max()) < ctx.pair.num_classes:  # else public labels are another label space
+            reference = public_only_accuracy(ctx.pair, public, test, preset=ctx.preset, seed=ctx.seed,
+                                             device=ctx.device, cache_dir=ctx.cache_dir)
+            metrics.append(Metric("accuracy_public_only", reference, higher_is_better=True, reference=True))
         task.close()
-        return [
-            Metric("accuracy", value, higher_is_better=True),
-            Metric("accuracy_public_only", reference, higher_is_better=True, reference=True),
-        ]
+        return metrics
