@@ -13,6 +13,7 @@ from dpbench.models.diffusion import DiffusionSchedule
 from dpbench.models.scopes import SCOPES, apply_scope, parse_parts
 from dpbench.privacy.accountant import ACCOUNTANTS
 from dpbench.privacy.engine import DPConfig
+from dpbench.sampling import samples_per_class
 
 SAMPLING_BATCH = 250
 
@@ -22,7 +23,7 @@ class DiffusionFinetuneMethod(Method):
     presets: dict[str, dict] = {}
 
     def configure(self, preset, pair):
-        return dict(self.presets[preset])
+        return {**self.presets[preset], "samples_per_class": samples_per_class(preset, pair)}
 
     def validate(self, config: dict) -> None:
         if config["backbone"] not in BACKBONES:
@@ -32,7 +33,7 @@ class DiffusionFinetuneMethod(Method):
         if config["accountant"] not in ACCOUNTANTS:
             raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got '{config['accountant']}'")
         parse_parts(str(config["attention_blocks"]))
-        for key in ("steps", "batch_size", "noise_multiplicity", "rank", "ddim_steps"):
+        for key in ("steps", "batch_size", "noise_multiplicity", "rank", "ddim_steps", "samples_per_class"):
             if int(config[key]) < 1:
                 raise ValueError(f"{key} must be >= 1, got {config[key]}")
         for key in ("lr", "max_grad_norm"):
@@ -70,7 +71,7 @@ def generator_settings(**overrides) -> dict:
                 steps=150, batch_size=256, lr=2e-3, max_grad_norm=1.0, noise_multiplicity=1,
                 p_uncond=0.1,  # class dropout for classifier-free guidance (Ho & Salimans 2022)
                 ddim_steps=25, guidance_scale=2.0, accountant="rdp")
-    unknown = set(overrides) - set(base) - {"samples_per_class"}
+    unknown = set(overrides) - set(base)
     if unknown:
         raise KeyError(f"unknown generator settings {sorted(unknown)}")
     return {**base, **overrides}

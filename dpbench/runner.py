@@ -18,11 +18,10 @@ from dpbench.eval.cost import cost_section, reset_peak_memory
 from dpbench.interface import PRESETS, Classifier, EvalContext, Generator, MethodResult, RunContext
 from dpbench.plugins import Registry
 from dpbench.privacy.accountant import verify_ledger
+from dpbench.sampling import samples_per_class
 from dpbench.results import SAMPLES_NAME, SCHEMA_VERSION, run_dir, write_record
 from dpbench.samples import save_sample_grid
 
-# Synthetic samples drawn per class for evaluation; a method config's "samples_per_class" overrides it.
-SAMPLES_PER_CLASS = {"smoke": 20, "default": 100, "paper": 6000}
 
 
 class RunInputError(ValueError):
@@ -159,7 +158,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
                              **{k: v for k, v in result.ledger.to_dict().items() if k != "epsilon_target"}}
         samples, labels = None, None
         if method.produces == "generator":
-            per_class = int(config.get("samples_per_class", SAMPLES_PER_CLASS[request.preset]))
+            per_class = int(config.get("samples_per_class") or samples_per_class(request.preset, pair))
             labels = torch.arange(pair.num_classes).repeat_interleave(per_class)
             with ctx.stage("sample"):
                 samples = result.artifact.sample(labels, seed=request.seed, progress=progress).cpu()

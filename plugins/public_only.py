@@ -5,6 +5,7 @@ from dpbench.backbones import BACKBONES, public_backbone
 from dpbench.diffusion_method import SAMPLING_BATCH
 from dpbench.finetune import DiffusionGenerator
 from dpbench.models.diffusion import DiffusionSchedule
+from dpbench.sampling import samples_per_class
 
 PRESETS = {
     "smoke": dict(backbone="pixel", ddim_steps=5, guidance_scale=2.0),
@@ -21,7 +22,7 @@ class PublicOnly(dpbench.Method):
     trains_on_private = False
 
     def configure(self, preset, pair):
-        return dict(PRESETS[preset])
+        return {**PRESETS[preset], "samples_per_class": samples_per_class(preset, pair)}
 
     def validate(self, config):
         if config["backbone"] not in BACKBONES:
