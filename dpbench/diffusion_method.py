@@ -68,9 +68,9 @@ class DiffusionFinetuneMethod(Method):
 def generator_settings(**overrides) -> dict:
     """Settings every diffusion method has, with dpbench's CPU-sized defaults; presets override them."""
     base = dict(backbone="pixel", scope="full", rank=4, slope=0.1, lora_alpha=4.0, attention_blocks="all",
-                steps=150, batch_size=256, lr=2e-3, max_grad_norm=1.0, noise_multiplicity=1,
+                steps=100, batch_size=256, lr=2e-3, max_grad_norm=1.0, noise_multiplicity=1,
                 p_uncond=0.1,  # class dropout for classifier-free guidance (Ho & Salimans 2022)
-                ddim_steps=25, guidance_scale=2.0, accountant="rdp")
+                ddim_steps=20, guidance_scale=2.0, accountant="rdp")
     unknown = set(overrides) - set(base)
     if unknown:
         raise KeyError(f"unknown generator settings {sorted(unknown)}")

@@ -7,7 +7,7 @@ FULL = dict(backbone="pixel", scope="full")
 PRESETS = {
     "smoke": generator_settings(**FULL, steps=4, batch_size=32, ddim_steps=5),
     # dpbench's CPU-sized choice, matched to dp-loda's default so the scopes compare at equal steps and batch.
-    "default": generator_settings(**FULL, steps=150, batch_size=256, lr=5e-4),
+    "default": generator_settings(**FULL, steps=100, batch_size=256, lr=5e-4),
     # DPDM (Dockhorn et al. 2023, Tab. 6, MNIST): batch 4096, noise multiplicity K = 32, clip C = 1, lr 3e-4.
     # Its 300 epochs of 60k MNIST at batch 4096 is ~4,400 steps.
     "paper": generator_settings(**FULL, steps=4400, batch_size=4096, lr=3e-4, max_grad_norm=1.0,

@@ -8,7 +8,7 @@ ATTENTION = dict(backbone="latent", scope="attention", attention_blocks="all")
 
 PRESETS = {
     "smoke": generator_settings(**ATTENTION, steps=4, batch_size=32, ddim_steps=5),
-    "default": generator_settings(**ATTENTION, steps=150, batch_size=256, lr=2e-3),  # dpbench's CPU-sized choice
+    "default": generator_settings(**ATTENTION, steps=100, batch_size=256, lr=2e-3),  # dpbench's CPU-sized choice
     # GPU-sized. Batch 2048, C = 1, lr 1e-3 and 2,000 steps are dpbench's choice: the paper's per-dataset
     # schedules are not reproduced here.
     "paper": generator_settings(**ATTENTION, steps=2000, batch_size=2048, lr=1e-3, ddim_steps=100),

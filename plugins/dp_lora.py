@@ -8,7 +8,7 @@ LORA = dict(backbone="latent", scope="lora", rank=4, lora_alpha=4.0)
 
 PRESETS = {
     "smoke": generator_settings(**LORA, steps=4, batch_size=32, ddim_steps=5),
-    "default": generator_settings(**LORA, steps=150, batch_size=256, lr=2e-3),  # dpbench's CPU-sized choice
+    "default": generator_settings(**LORA, steps=100, batch_size=256, lr=2e-3),  # dpbench's CPU-sized choice
     # Tsai et al. (DP-LoRA) use noise multiplicity K = 4-12; K = 8 is taken here. Batch, steps and lr are
     # dpbench's choice.
     "paper": generator_settings(**LORA, steps=2000, batch_size=2048, lr=1e-3, noise_multiplicity=8, ddim_steps=100),

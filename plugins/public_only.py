@@ -9,7 +9,7 @@ from dpbench.sampling import samples_per_class
 
 PRESETS = {
     "smoke": dict(backbone="pixel", ddim_steps=5, guidance_scale=2.0),
-    "default": dict(backbone="pixel", ddim_steps=25, guidance_scale=2.0),
+    "default": dict(backbone="pixel", ddim_steps=20, guidance_scale=2.0),
     "paper": dict(backbone="pixel", ddim_steps=100, guidance_scale=2.0),
 }
 
