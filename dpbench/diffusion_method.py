@@ -6,6 +6,8 @@ e.g. DP-LoDA on the latent backbone is `--set backbone=latent`.
 """
 from __future__ import annotations
 
+import math
+
 from dpbench.backbones import BACKBONES, public_backbone
 from dpbench.finetune import DiffusionFinetuneConfig, DiffusionGenerator, finetune_diffusion
 from dpbench.interface import Method, MethodResult, RunContext
@@ -23,7 +25,14 @@ class DiffusionFinetuneMethod(Method):
     presets: dict[str, dict] = {}
 
     def configure(self, preset, pair):
-        return {**self.presets[preset], "samples_per_class": samples_per_class(preset, pair)}
+        config = {**self.presets[preset], "samples_per_class": samples_per_class(preset, pair)}
+        if preset == "paper":
+            config.update(self.paper_schedule(pair))
+        return config
+
+    def paper_schedule(self, pair) -> dict:
+        """Per-pair overrides of the paper preset (batch size, epochs, K...); none by default."""
+        return {}
 
     def validate(self, config: dict) -> None:
         if config["backbone"] not in BACKBONES:
@@ -36,6 +45,8 @@ class DiffusionFinetuneMethod(Method):
         for key in ("steps", "batch_size", "noise_multiplicity", "rank", "ddim_steps", "samples_per_class"):
             if int(config[key]) < 1:
                 raise ValueError(f"{key} must be >= 1, got {config[key]}")
+        if config["epochs"] is not None and float(config["epochs"]) <= 0:
+            raise ValueError(f"epochs must be > 0 (or null to use steps), got {config['epochs']}")
         for key in ("lr", "max_grad_norm"):
             if float(config[key]) <= 0:
                 raise ValueError(f"{key} must be > 0, got {config[key]}")
@@ -50,7 +61,8 @@ class DiffusionFinetuneMethod(Method):
                                 lora_alpha=float(config["lora_alpha"]), attention_blocks=str(config["attention_blocks"]))
         schedule = DiffusionSchedule()
         dp = DPConfig(epsilon=ctx.epsilon, delta=ctx.delta, expected_batch_size=int(config["batch_size"]),
-                      steps=int(config["steps"]), max_grad_norm=float(config["max_grad_norm"]),
+                      steps=planned_steps(config, len(ctx.data.private_train)),
+                      max_grad_norm=float(config["max_grad_norm"]),
                       accountant=config["accountant"], noise_multiplicity=int(config["noise_multiplicity"]))
         with ctx.stage("finetune"):
             ledger = finetune_diffusion(
@@ -65,10 +77,17 @@ class DiffusionFinetuneMethod(Method):
                             notes={"backbone": config["backbone"], "scope": config["scope"]})
 
 
+def planned_steps(config: dict, n_private: int) -> int:
+    """`epochs` (when set) fixes the steps from the private split's size: epochs * n / expected batch."""
+    if config.get("epochs") is None:
+        return int(config["steps"])
+    return max(1, math.ceil(float(config["epochs"]) * n_private / int(config["batch_size"])))
+
+
 def generator_settings(**overrides) -> dict:
     """Settings every diffusion method has, with dpbench's CPU-sized defaults; presets override them."""
     base = dict(backbone="pixel", scope="full", rank=4, slope=0.1, lora_alpha=4.0, attention_blocks="all",
-                steps=100, batch_size=256, lr=2e-3, max_grad_norm=1.0, noise_multiplicity=1,
+                steps=100, epochs=None, batch_size=256, lr=2e-3, max_grad_norm=1.0, noise_multiplicity=1,
                 p_uncond=0.1,  # class dropout for classifier-free guidance (Ho & Salimans 2022)
                 ddim_steps=20, guidance_scale=2.0, accountant="rdp")
     unknown = set(overrides) - set(base)

@@ -103,3 +103,21 @@ def test_delta_above_one_over_n_is_warned_recorded_and_kept(tmp_path, shared_cac
     assert record["privacy"]["delta"] == 0.001
     assert any("1/n_private" in w for w in record["warnings"])
     assert not math.isinf(record["privacy"]["epsilon"])
+
+
+def test_paper_preset_takes_dpdm_schedules_per_pair_and_epochs_fix_the_steps():
+    from dpbench.diffusion_method import planned_steps
+    from dpbench.plugins import load_registry
+
+    registry = load_registry()
+    diffusion = registry.method("dp-diffusion")
+    mnist = diffusion.configure("paper", registry.pair("svhn-mnist"))
+    cifar = diffusion.configure("paper", registry.pair("imagenet32-cifar10"))
+    # DPDM's released configs: MNIST batch 4096, 300 epochs, K = 32; CIFAR-10 batch 2048, 500 epochs, K = 8
+    assert (mnist["batch_size"], mnist["epochs"], mnist["noise_multiplicity"], mnist["lr"]) == (4096, 300, 32, 3e-4)
+    assert (cifar["batch_size"], cifar["epochs"], cifar["noise_multiplicity"]) == (2048, 500, 8)
+    assert mnist["samples_per_class"] * 10 == 60_000 and cifar["samples_per_class"] * 10 == 50_000
+    assert planned_steps(mnist, 60_000) == 4395  # ceil(300 * 60000 / 4096)
+    assert planned_steps({**mnist, "epochs": None, "steps": 7}, 60_000) == 7
+    default = diffusion.configure("default", registry.pair("digits-mnist"))
+    assert default["epochs"] is None and default["samples_per_class"] == 100
