@@ -94,6 +94,8 @@ def test_leaderboard_mean_std_over_seeds_with_reference_rows(tmp_path):
         eps = r["privacy"]["epsilon_target"]
         label = "inf" if math.isinf(eps) else f"{eps:g}"
         write_record(runs / "digits-mnist" / r["method"]["name"] / f"eps{label}" / f"seed{r['seed']}", r)
+    (runs / "digits-mnist/dp-loda/eps10/seed1/samples.png").write_bytes(b"seed1")
+    (runs / "digits-mnist/dp-loda/eps10/seed0/samples.png").write_bytes(b"seed0")
     failed = {**_record("dp-ldm", 10.0, 0, 1.0, 1.0), "status": "failed"}
     write_record(runs / "digits-mnist/dp-ldm/eps10/seed0", failed)
     text = build_leaderboard(runs, tmp_path / "board").read_text()
@@ -106,6 +108,8 @@ def test_leaderboard_mean_std_over_seeds_with_reference_rows(tmp_path):
     assert "*dp-loda (no DP, ε = ∞)*" in eps10 and "*public-only (no private data, ε = 0)*" in eps10
     assert "25.00%" in eps10  # the trainable fraction column
     assert "(published)" in text
+    assert "[png](samples/digits-mnist/dp-loda-eps10.png)" in eps10
+    assert (tmp_path / "board/samples/digits-mnist/dp-loda-eps10.png").read_bytes() == b"seed0"  # lowest seed
 
 
 def test_written_records_carry_the_schema(tmp_path):
