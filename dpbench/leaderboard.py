@@ -83,7 +83,7 @@ def _table(group: pd.DataFrame, metrics: list[str], direction: dict[str, bool], 
 def _published_section(pairs: set[str]) -> list[str]:
     lines = ["## Published reference numbers", "",
              "Marked references from the seed papers, in *their* settings (not dpbench runs); compare with care.", ""]
-    body = [[f"**{p['method']}** (published)", p["private_dataset"], epsilon_label(p["epsilon"]), p["delta"],
+    body = [[f"**{p['method']}**", p["private_dataset"], epsilon_label(p["epsilon"]), p["delta"],
              ", ".join(f"{k}={format(v, _metric_format(k))}" for k, v in p["metrics"].items()), p["setting"], p["source"]]
             for p in PUBLISHED]
     lines.append(tabulate(body, headers=["method", "private data", "ε", "δ", "metrics", "setting", "source"], tablefmt="github"))
