@@ -107,7 +107,7 @@ def test_leaderboard_mean_std_over_seeds_with_reference_rows(tmp_path):
     eps10 = text.split("## digits-mnist, ε = 10")[1].split("##")[0]
     assert "*dp-loda (no DP, ε = ∞)*" in eps10 and "*public-only (no private data, ε = 0)*" in eps10
     assert "25.00%" in eps10  # the trainable fraction column
-    assert "(published)" in text
+    assert "**dp-diffusion (DPDM, published)**" in text  # the marked reference row
     assert "[png](samples/digits-mnist/dp-loda-eps10.png)" in eps10
     assert (tmp_path / "board/samples/digits-mnist/dp-loda-eps10.png").read_bytes() == b"seed0"  # lowest seed
 
