@@ -85,9 +85,7 @@ def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, ove
     _report_broken_plugins(registry)
     try:
         if download:
-            spec = registry.pair(pair)
-            if spec.download:
-                spec.download(data_root)
+            _download(registry.pair(pair), data_root)
         with RichProgress() as progress:
             outcome = execute(registry, request, progress)
     except (UnknownNameError, RunInputError) as exc:
@@ -103,6 +101,18 @@ def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, ove
     if not outcome.ok:
         click.echo(f"Error: run failed: {record['error']['type']}: {record['error']['message']}", err=True)
         sys.exit(1)
+
+
+def _download(spec, data_root) -> None:
+    """Fetch what the pair can fetch; a failed download is missing data (exit 2), not a crash."""
+    if not spec.download:
+        return
+    try:
+        spec.download(data_root)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; torchvision raises RuntimeError on bad files
+        raise DataMissingError(f"could not download the files of pair '{spec.name}' ({type(exc).__name__}: {exc}). "
+                               f"Put them under the data root by hand; `dpbench data check --pair {spec.name}` "
+                               "lists the exact paths.") from exc
 
 
 def _jsonable(value):

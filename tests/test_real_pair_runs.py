@@ -82,3 +82,20 @@ def test_unconditional_only_pretraining_never_reads_the_public_labels(tmp_path):
     model = pretrained_unet(out_of_range, config, PretrainConfig(steps=3, batch_size=8), pair_name="toy", seed=0,
                             cache_dir=tmp_path, device="cpu", stream=stream)
     assert model.null_class == 2
+
+
+def test_a_failed_download_exits_2_and_writes_nothing(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets as tvd
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(tvd, "SVHN", offline)
+    monkeypatch.setattr(tvd, "MNIST", offline)
+    result = CliRunner().invoke(main, ["run", "--method", "dp-loda", "--pair", "svhn-mnist", "--eps", "10", "--download",
+                                       "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert "could not download" in result.output and "dpbench data check --pair svhn-mnist" in result.output
+    assert not (tmp_path / "runs").exists()
