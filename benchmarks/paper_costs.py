@@ -1,0 +1,201 @@
+"""Per-stage cost of the `paper` preset at each real pair's image size, extrapolated to a full run.
+
+For every method x pair it times a few steps of each stage on random tensors of the pair's shape (no data
+needed) with the paper preset's models and batch sizes, then multiplies by the number of steps a full paper
+run takes (official split sizes, the preset's epochs, synthetic-set size):
+pre-training (public; the latent backbone's autoencoder is not timed), DP fine-tuning, DDIM sampling, FID/KID,
+downstream training.
+Meant for a GPU (`--device cuda`, where peak memory is reset per stage); on a CPU, peak RSS only grows, and
+`--pairs`/`--methods` with a small `--chunk` just check that it runs. The DP step is timed on `--chunk`
+examples (times K draws) and scaled linearly to the expected batch, which assumes the GPU is saturated by
+the chunk; pick the largest chunk that fits.
+
+    python benchmarks/paper_costs.py --device cuda                 # the full table, markdown
+    python benchmarks/paper_costs.py --device cpu --pairs svhn-mnist --methods dp-lora --chunk 2 --json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+# Official split sizes of the private sets (train, test) behind each pair.
+PRIVATE_SIZES = {"svhn-mnist": (60_000, 10_000), "imagenet32-cifar10": (50_000, 10_000),
+                 "imagenet32-cifar10-1pct": (500, 10_000), "imagenet-celeba": (162_770, 19_962),
+                 "imagenet-celeba-64": (162_770, 19_962)}
+GENERATORS = ("dp-loda", "dp-lora", "dp-ldm", "dp-diffusion")
+
+
+class _Ctx:
+    """The slice of RunContext the backbone config helpers read."""
+
+    def __init__(self, pair):
+        self.pair, self.preset = pair, "paper"
+
+
+def _timed(fn, repeats: int, device: torch.device) -> tuple[float, float]:
+    """Seconds per call (after one warm-up) and peak memory in MB."""
+    from dpbench.eval.cost import peak_memory, reset_peak_memory
+
+    fn()
+    reset_peak_memory(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats, peak_memory(device)["peak_memory_mb"]
+
+
+def _unet_and_shape(pair, backbone: str):
+    from dpbench.backbones import latent_unet_config, pixel_unet_config
+    from dpbench.models.autoencoder import AutoencoderConfig
+    from dpbench.models.unet import ClassConditionalUNet
+
+    if backbone == "pixel":
+        return ClassConditionalUNet(pixel_unet_config(_Ctx(pair))), (pair.channels, pair.image_size, pair.image_size)
+    ae = AutoencoderConfig(pair.image_size, pair.channels)
+    size = ae.latent_size()
+    return ClassConditionalUNet(latent_unet_config(_Ctx(pair), ae)), (ae.latent_channels, size, size)
+
+
+def _fid_seconds_per_image(pair, device: torch.device, n: int, cache_dir: Path) -> tuple[float, float]:
+    """The real FID/KID path (torch-fidelity, Inception) on n random images against n others."""
+    from dpbench.eval.cost import peak_memory, reset_peak_memory
+    from dpbench.eval.fid import fid_kid
+
+    gen = torch.Generator().manual_seed(0)
+    shape = (n, pair.channels, pair.image_size, pair.image_size)
+    a, b = (torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8) for _ in range(2))
+    fid_kid(a[:8], b[:8], cache_dir=cache_dir, device=device)  # warm-up: weights resolved, extractor built
+    reset_peak_memory(device)
+    start = time.perf_counter()
+    fid_kid(a, b, cache_dir=cache_dir, device=device)
+    return (time.perf_counter() - start) / (2 * n), peak_memory(device)["peak_memory_mb"]
+
+
+def measure(method_name: str, pair, config: dict, device: torch.device, chunk: int, repeats: int,
+            cache_dir: Path) -> dict:
+    from dpbench.backbones import PRETRAIN_PRESETS
+    from dpbench.diffusion_method import planned_steps
+    from dpbench.eval.downstream import DOWNSTREAM_TRAINING
+    from dpbench.finetune import diffusion_batch_maker, diffusion_example_loss
+    from dpbench.models.classifiers import build_classifier
+    from dpbench.models.diffusion import DiffusionSchedule, ddim_sample, diffusion_loss
+    from dpbench.models.scopes import apply_scope
+    from dpbench.privacy.engine import DPConfig, DPSGDEngine
+
+    n_train, n_test = PRIVATE_SIZES[pair.name]
+    stages = {}
+    n_samples = int(config.get("samples_per_class", 0)) * pair.num_classes
+    shape = (pair.channels, pair.image_size, pair.image_size)
+    if method_name in GENERATORS:
+        schedule = DiffusionSchedule()
+        unet, shape = _unet_and_shape(pair, config["backbone"])
+        unet = unet.to(device)
+        pre = PRETRAIN_PRESETS["paper"]
+        opt = torch.optim.Adam(unet.parameters(), lr=1e-4)
+        x = torch.rand((pre.batch_size, *shape), device=device) * 2 - 1
+        y = torch.randint(0, pair.num_classes, (pre.batch_size,), device=device)
+
+        def pretrain_step():
+            t = torch.randint(0, 1000, (pre.batch_size,), device=device)
+            diffusion_loss(unet, x, t, torch.randn_like(x), y, schedule).mean().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        sec, mb = _timed(pretrain_step, repeats, device)
+        stages["pretrain"] = (sec * pre.steps, mb)
+
+        apply_scope(unet, config["scope"], rank=int(config["rank"]), slope=float(config["slope"]),
+                    lora_alpha=float(config["lora_alpha"]), attention_blocks=str(config["attention_blocks"]))
+        k = int(config["noise_multiplicity"])
+        data = torch.rand((chunk, *shape)) * 2 - 1
+        make_batch = diffusion_batch_maker(data, torch.arange(chunk) % pair.num_classes, schedule, k, 0.1,
+                                           pair.num_classes, device)
+        dp = DPConfig(10.0, 1e-5, chunk, 100, 1.0, noise_multiplicity=k, physical_batch_size=chunk * k)
+        engine = DPSGDEngine(unet, diffusion_example_loss(schedule), dp, chunk, device, seed=0)
+        ft_opt = torch.optim.Adam(list(engine.trainable.values()), lr=1e-4)
+        sec, mb = _timed(lambda: engine.step(make_batch, ft_opt), repeats, device)
+        steps = planned_steps(config, n_train)
+        stages["dp_finetune"] = (sec / chunk * int(config["batch_size"]) * steps, mb)
+
+        labels = torch.arange(min(chunk * 8, n_samples)) % pair.num_classes
+        sec, mb = _timed(lambda: ddim_sample(unet.eval(), labels, shape, schedule, steps=int(config["ddim_steps"]),
+                                             batch_size=len(labels)), 1, device)
+        stages["sample"] = (sec / len(labels) * n_samples, mb)
+    else:
+        steps = int(config["steps"])
+        model = build_classifier(pair.classifier, pair.channels, pair.image_size, pair.num_classes).to(device)
+        from dpbench.dp_classifier import classifier_example_loss
+
+        data = torch.rand((chunk, *shape)) * 2 - 1
+        dp = DPConfig(10.0, 1e-5, chunk, 100, 1.0, physical_batch_size=chunk)
+        engine = DPSGDEngine(model, classifier_example_loss, dp, chunk, device, seed=0)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        batch = {"x": data.to(device), "y": (torch.arange(chunk) % pair.num_classes).to(device)}
+        sec, mb = _timed(lambda: engine.step(lambda idx, gen: {k: v[idx.to(device)] for k, v in batch.items()}, opt),
+                         repeats, device)
+        stages["dp_finetune"] = (sec / chunk * int(config["batch_size"]) * steps, mb)
+
+    if n_samples:  # generators only: a classifier has no samples to score
+        per_image, mb = _fid_seconds_per_image(pair, device, n=max(16, min(64, chunk * 8)), cache_dir=cache_dir)
+        stages["fid"] = (per_image * (n_samples + n_test), mb)
+        train = DOWNSTREAM_TRAINING["paper"]
+        clf = build_classifier(pair.classifier, pair.channels, pair.image_size, pair.num_classes).to(device)
+        copt = torch.optim.Adam(clf.parameters(), lr=1e-3)
+        xb = torch.rand((train["batch_size"], pair.channels, pair.image_size, pair.image_size), device=device)
+        yb = torch.randint(0, pair.num_classes, (train["batch_size"],), device=device)
+
+        def clf_step():
+            torch.nn.functional.cross_entropy(clf(xb), yb).backward()
+            copt.step()
+            copt.zero_grad(set_to_none=True)
+
+        sec, mb = _timed(clf_step, repeats, device)
+        stages["downstream"] = (sec * train["epochs"] * math.ceil(n_samples / train["batch_size"]), mb)
+    return {"method": method_name, "pair": pair.name, "device": str(device),
+            "hours": {k: v[0] / 3600 for k, v in stages.items()}, "peak_mb": {k: v[1] for k, v in stages.items()},
+            "total_hours": sum(v[0] for v in stages.values()) / 3600}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--pairs", nargs="+", default=list(PRIVATE_SIZES))
+    parser.add_argument("--methods", nargs="+", default=list(GENERATORS) + ["dp-sgd"])
+    parser.add_argument("--chunk", type=int, default=32, help="examples per timed DP step (physical batch)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cache-dir", type=Path, default=Path(".dpbench-cache"), help="Inception weights live here")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    from dpbench.plugins import load_registry
+
+    registry = load_registry()
+    device = torch.device(args.device)
+    rows = []
+    for pair_name in args.pairs:
+        pair = registry.pair(pair_name)
+        for method_name in args.methods:
+            method = registry.method(method_name)
+            config = method.configure("paper", pair)
+            rows.append(measure(method_name, pair, config, device, args.chunk, args.repeats, args.cache_dir))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    stages = ["pretrain", "dp_finetune", "sample", "fid", "downstream"]
+    print(f"| method | pair | {' | '.join(s + ' h (peak MB)' for s in stages)} | total h |")
+    print("|---|---|" + "---|" * (len(stages) + 1))
+    for r in rows:
+        cells = [f"{r['hours'][s]:.2f} ({r['peak_mb'][s]:.0f})" if s in r["hours"] else "–" for s in stages]
+        print(f"| {r['method']} | {r['pair']} | {' | '.join(cells)} | {r['total_hours']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
