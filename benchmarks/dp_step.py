@@ -12,7 +12,8 @@ import argparse
 import json
 import subprocess
 import sys
-import time
+
+from bench_timing import seconds_per_call
 
 # method -> (backbone, trainable scope); dp-sgd is the classifier baseline.
 METHODS = {
@@ -50,7 +51,7 @@ def measure_one(method: str, mode: str, batch: int, steps: int, k: int, device_n
     import torch.nn.functional as F
 
     from dpbench.dp_classifier import classifier_example_loss
-    from dpbench.eval.cost import peak_memory, reset_peak_memory
+    from dpbench.eval.cost import peak_memory
     from dpbench.finetune import diffusion_batch_maker, diffusion_example_loss
     from dpbench.models.diffusion import DiffusionSchedule, diffusion_loss
     from dpbench.privacy.engine import DPConfig, DPSGDEngine
@@ -96,17 +97,7 @@ def measure_one(method: str, mode: str, batch: int, steps: int, k: int, device_n
     def dp_step():
         engine.step(make_batch, optimizer)
 
-    step = dp_step if mode == "dp" else non_private_step
-    step()  # warm-up
-    reset_peak_memory(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / steps
+    seconds = seconds_per_call(dp_step if mode == "dp" else non_private_step, steps, device)
     return {"method": method, "scope": "/".join(METHODS[method]), "mode": mode, "k": k, "batch": batch, "seconds_per_step": seconds,
             "trainable_parameters": sum(p.numel() for p in params), **peak_memory(device)}
 

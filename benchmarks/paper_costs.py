@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_timing import seconds_per_call
 
 # Official split sizes of the private sets (train, test) behind each pair.
 PRIVATE_SIZES = {"svhn-mnist": (60_000, 10_000), "imagenet32-cifar10": (50_000, 10_000),
@@ -38,19 +39,11 @@ class _Ctx:
 
 
 def _timed(fn, repeats: int, device: torch.device) -> tuple[float, float]:
-    """Seconds per call (after one warm-up) and peak memory in MB."""
-    from dpbench.eval.cost import peak_memory, reset_peak_memory
+    """Seconds per call and the peak memory (MB) of those calls."""
+    from dpbench.eval.cost import peak_memory
 
-    fn()
-    reset_peak_memory(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / repeats, peak_memory(device)["peak_memory_mb"]
+    seconds = seconds_per_call(fn, repeats, device)
+    return seconds, peak_memory(device)["peak_memory_mb"]
 
 
 def _unet_and_shape(pair, backbone: str):
