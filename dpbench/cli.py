@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -12,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from dpbench.data.types import DataMissingError
-from dpbench.plugins import UnknownNameError, load_registry
+from dpbench.api.registry import UnknownNameError, load_registry
+from dpbench.api.settings import describe
 
 DATA_ROOT_ENV = "DPBENCH_DATA_ROOT"
 CACHE_ENV = "DPBENCH_CACHE"
@@ -33,15 +33,12 @@ def _stdout() -> Console:
     return Console()
 
 
-def _parse_override(text: str) -> tuple[str, object]:
+def _parse_override(text: str) -> tuple[str, str]:
+    """KEY=VALUE; VALUE stays text here and is parsed by the setting's declared type."""
     if "=" not in text:
         raise click.BadParameter(f"'{text}' is not KEY=VALUE", param_hint="--set")
     key, raw = text.split("=", 1)
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
+    return key.strip(), raw
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,8 +72,8 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON on stdout.")
 def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, overrides, data_root, download, cache_dir, as_json):
     """Fine-tune METHOD on PAIR under (EPS, DELTA)-DP, evaluate it, and write its record."""
-    from dpbench.progress import RichProgress
-    from dpbench.runner import RunInputError, RunRequest, execute
+    from dpbench.run.progress import RichProgress
+    from dpbench.run.runner import RunInputError, RunRequest, execute
 
     request = RunRequest(method=method, pair=pair, epsilon=epsilon, delta=delta, seed=seed, preset=preset, out=out,
                          device=device, cache_dir=cache_dir, data_root=data_root,
@@ -137,8 +134,9 @@ def _print_result(record: dict, path: Path) -> None:
     privacy = record["privacy"]
     if "epsilon" in privacy:
         table.add_row("epsilon (recomputed)", f"{privacy['epsilon']:.4g}")
-        table.add_row("sigma / C / q / steps",
-                      f"{privacy['noise_multiplier']:.4g} / {privacy['max_grad_norm']} / {privacy['sample_rate']:.4g} / {privacy['steps']}")
+        for i, stage in enumerate(privacy.get("stages", [])):
+            table.add_row(f"stage {i}: sigma / C / q / steps",
+                          f"{stage['noise_multiplier']:.4g} / {stage['max_grad_norm']} / {stage['sample_rate']:.4g} / {stage['steps']}")
     cost = record.get("cost", {})
     for stage, seconds in cost.get("wall_seconds", {}).items():
         table.add_row(f"wall s: {stage}", f"{seconds:.1f}")
@@ -149,6 +147,11 @@ def _print_result(record: dict, path: Path) -> None:
     console.print(f"record: {path}  status: {record['status']}")
 
 
+def _any_pair(registry):
+    """Settings can depend on the pair (e.g. sample counts); `list` shows them for the first registered pair."""
+    return registry.pairs[sorted(registry.pairs)[0]] if registry.pairs else None
+
+
 def _report_broken_plugins(registry) -> None:
     for plugin in registry.plugins:
         if plugin.error:
@@ -156,15 +159,17 @@ def _report_broken_plugins(registry) -> None:
 
 
 @main.command("list")
-@click.argument("kind", type=click.Choice(["methods", "pairs", "evaluators"]))
+@click.argument("kind", type=click.Choice(["methods", "pairs", "evaluators", "scopes", "backbones"]))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 def list_(kind, as_json):
-    """List registered methods, pairs or evaluators.
+    """List registered methods, pairs, evaluators, scopes or backbones (methods with --json: every setting's
+    type, default and help).
 
     \b
     Examples:
       dpbench list methods
       dpbench list pairs --json
+      dpbench list methods --json     # settings with type, default and help
     """
     registry = load_registry()
     _report_broken_plugins(registry)
@@ -174,9 +179,11 @@ def list_(kind, as_json):
         row = {"name": name, "description": obj.description, "plugin": origin.name if origin else None}
         if kind == "methods":
             row.update(produces=obj.produces, reference=obj.reference)
+            if as_json:
+                row["settings"] = describe(obj.settings("default", _any_pair(registry)))
         elif kind == "pairs":
             row.update(image_size=obj.image_size, channels=obj.channels, num_classes=obj.num_classes)
-        else:
+        elif kind == "evaluators":
             row.update(applies_to=list(obj.applies_to))
         rows.append(row)
     if as_json:
@@ -261,9 +268,11 @@ def leaderboard(runs, output):
     Example:
       dpbench leaderboard --runs runs --output leaderboard
     """
-    from dpbench.leaderboard import build_leaderboard
+    from dpbench.report.leaderboard import build_leaderboard
 
-    path = build_leaderboard(runs, output)
+    registry = load_registry()
+    _report_broken_plugins(registry)
+    path = build_leaderboard(runs, output, list(registry.published.values()))
     click.echo(f"wrote {path}")
 
 

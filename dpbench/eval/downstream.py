@@ -5,7 +5,6 @@ tested once. The public-only reference trains the same classifier on the public 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import torch
 
 from dpbench.data.types import ImageSet, PairSpec
 from dpbench.models.classifiers import accuracy, build_classifier, fit_classifier
-from dpbench.results import atomic_write_bytes
+from dpbench.storage import atomic_write_bytes, cache_key
 
 # Fixed training budgets per preset (no early stopping, so nothing can be tuned on the test split).
 DOWNSTREAM_TRAINING = {
@@ -36,11 +35,11 @@ def train_and_test(pair: PairSpec, train: ImageSet, test: ImageSet, *, preset: s
 def public_only_accuracy(pair: PairSpec, public: ImageSet, test: ImageSet, *, preset: str, seed: int,
                          device: torch.device, cache_dir: Path, progress=None) -> float:
     """The same classifier trained on public data only: what a reader compares DP fine-tuning against."""
-    key = json.dumps({"pair": pair.name, "preset": preset, "seed": seed, "n_public": len(public),
-                      "classifier": pair.classifier, "training": DOWNSTREAM_TRAINING[preset]}, sort_keys=True)
-    path = Path(cache_dir) / "public_only" / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".json")
+    key = {"pair": pair.name, "preset": preset, "seed": seed, "n_public": len(public),
+           "classifier": pair.classifier, "training": DOWNSTREAM_TRAINING[preset]}
+    path = Path(cache_dir) / "public_only" / (cache_key(key) + ".json")
     if path.exists():
         return json.loads(path.read_text())["accuracy"]
     value = train_and_test(pair, public, test, preset=preset, seed=seed, device=device, progress=progress)
-    atomic_write_bytes(path, json.dumps({"key": json.loads(key), "accuracy": value}).encode())
+    atomic_write_bytes(path, json.dumps({"key": key, "accuracy": value}).encode())
     return value

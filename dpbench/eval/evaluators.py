@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dpbench.data.types import ImageSet
-from dpbench.eval.downstream import public_only_accuracy, train_and_test
+from dpbench.eval.downstream import DOWNSTREAM_TRAINING, public_only_accuracy, train_and_test
 from dpbench.eval.fid import fid_kid
-from dpbench.interface import EvalContext, Evaluator, Metric
+from dpbench.api.context import EvalContext
+from dpbench.api.types import Evaluator, Metric
 
 
 class FidKidEvaluator(Evaluator):
@@ -12,9 +13,12 @@ class FidKidEvaluator(Evaluator):
     description = "FID and KID (torch-fidelity, Inception 2015-12-05) of samples against the real private test split"
     applies_to = ("generator",)
 
+    def settings(self, preset: str) -> dict:
+        return {"reference": "private_test", "feature_extractor": "inception-v3-compat 2015-12-05 pool3"}
+
     def evaluate(self, ctx: EvalContext) -> list[Metric]:
         task = ctx.progress.task("FID/KID (Inception)", total=None)
-        reference = ctx.data.private_test.images
+        reference = ctx.private_test.images
         scores = fid_kid(ctx.samples, reference, cache_dir=ctx.cache_dir / "fidelity",
                          reference_cache_key=f"{ctx.pair.name}-private-test-{len(reference)}", device=ctx.device)
         task.close()
@@ -30,8 +34,11 @@ class AccuracyEvaluator(Evaluator):
     description = "Accuracy on the real private test split of the pair's classifier trained on the synthetic samples"
     applies_to = ("generator", "classifier")
 
+    def settings(self, preset: str) -> dict:
+        return {"test_split": "private_test", "training": DOWNSTREAM_TRAINING[preset]}
+
     def evaluate(self, ctx: EvalContext) -> list[Metric]:
-        test = ctx.data.private_test
+        test = ctx.private_test
         task = ctx.progress.task("downstream classifier", total=None)
         if ctx.produces == "generator":
             synthetic = ImageSet(ctx.samples, ctx.sample_labels)
@@ -40,7 +47,7 @@ class AccuracyEvaluator(Evaluator):
             predictions = ctx.artifact.predict(test.images)
             value = (predictions.cpu() == test.labels).float().mean().item()
         metrics = [Metric("accuracy", value, higher_is_better=True)]
-        public = ctx.data.public_train
+        public = ctx.public_train
         if len(public) and int(public.labels.max()) < ctx.pair.num_classes:  # else public labels are another label space
             reference = public_only_accuracy(ctx.pair, public, test, preset=ctx.preset, seed=ctx.seed,
                                              device=ctx.device, cache_dir=ctx.cache_dir)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dpbench.eval.inception import resolve_inception_weights
+from dpbench.storage import tensor_digest
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 EXTRACTOR_NAME = "inception-v3-compat-channels-last"
@@ -59,9 +59,7 @@ def _check(images: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def _content_digest(images: torch.Tensor) -> str:
-    h = hashlib.sha1(str(tuple(images.shape)).encode())
-    h.update(images.numpy())  # contiguous, so hashed without a copy
-    return h.hexdigest()[:12]
+    return tensor_digest(images, length=12)
 
 
 def fid_kid(

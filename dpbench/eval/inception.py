@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import tempfile
 import warnings
 from pathlib import Path
 
 import torch
+
+from dpbench.storage import atomic_write_bytes
 
 TORCH_FIDELITY_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 DERIVED_FILENAME = "weights-inception-2015-12-05-pool3-from-fid-helper.pth"
@@ -143,17 +144,12 @@ def derive_inception_weights(dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     ts_model = load_fid_helper_model()
     state = convert_state_dict(ts_model.state_dict())
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as scratch:
+        candidate = Path(scratch) / dest.name
+        torch.save(state, candidate)
         images = verification_images()
-        diff = (torch_fidelity_features(Path(tmp), images) - fid_helper_features(ts_model, images)).abs().max()
+        diff = (torch_fidelity_features(candidate, images) - fid_helper_features(ts_model, images)).abs().max()
         if not diff <= VERIFY_ATOL:
             raise ValueError(f"converted weights disagree with the source: max abs diff {float(diff):.3g}")
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; the cache may be shared
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        atomic_write_bytes(dest, candidate.read_bytes())
     return dest

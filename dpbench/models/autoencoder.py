@@ -1,4 +1,4 @@
-"""The latent backbone's autoencoder, trained on public images only and cached.
+"""The latent backbone's autoencoder (training on public images lives in dpbench.pretrain.autoencoder).
 
 Latent diffusion (Rombach et al. 2022) runs the diffusion model in an autoencoder's latent space, with a
 downsampling factor f. LDM's autoencoders are KL- or VQ-regularised; dpbench uses a deterministic one whose
@@ -8,18 +8,14 @@ not a paper's. f = 4 (two stride-2 stages), as LDM's f=4 models.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpbench.data.types import ImageSet
 from dpbench.models.diffusion import to_model_range, to_uint8
-from dpbench.models.pretrain import atomic_save
+from dpbench.storage import cache_key
 
 AE_ARCH_VERSION = 1
 
@@ -39,15 +35,7 @@ class AutoencoderConfig:
         return size
 
     def key(self) -> str:
-        blob = json.dumps({"arch": AE_ARCH_VERSION, **asdict(self)}, sort_keys=True)
-        return "ae-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class AutoencoderTraining:
-    steps: int = 600
-    batch_size: int = 64
-    lr: float = 2e-3
+        return "ae-" + cache_key({"arch": AE_ARCH_VERSION, **asdict(self)})
 
 
 class Autoencoder(nn.Module):
@@ -102,46 +90,3 @@ class LatentCodec:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return to_uint8(self.model.decode(latents.to(self.device)))
-
-
-def public_autoencoder(public: ImageSet, config: AutoencoderConfig, training: AutoencoderTraining, *, pair_name: str,
-                       seed: int, cache_dir: Path, device: torch.device, progress=None) -> LatentCodec:
-    """The autoencoder trained on the public split only (cached), as a frozen codec."""
-    if not isinstance(public, ImageSet):
-        raise TypeError("public_autoencoder takes the public ImageSet only")
-    key_blob = json.dumps({"pair": pair_name, "ae": config.key(), "train": asdict(training), "seed": seed}, sort_keys=True)
-    key = hashlib.sha256(key_blob.encode()).hexdigest()[:20]
-    path = Path(cache_dir) / "autoencoder" / f"{pair_name}-{key}.pt"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Autoencoder(config)
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
-    else:
-        _train(model, public, training, seed, device, progress)
-        atomic_save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                     "meta": {"pair": pair_name, "config": asdict(config), "train": asdict(training), "seed": seed,
-                              "n_public": len(public)}}, path)
-    return LatentCodec(model, device, cache_key=f"{config.key()}-{key}")
-
-
-def _train(model: Autoencoder, public: ImageSet, training: AutoencoderTraining, seed: int, device: torch.device,
-           progress) -> None:
-    """MSE + L1 reconstruction with Adam (LDM adds perceptual and GAN losses; at 28-32 px these are left out)."""
-    model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=training.lr)
-    gen = torch.Generator().manual_seed(seed)
-    task = progress.task("autoencoder (public)", total=training.steps) if progress is not None else None
-    for _ in range(training.steps):
-        idx = torch.randint(0, len(public), (training.batch_size,), generator=gen)
-        x = to_model_range(public.images[idx]).to(device)
-        recon = model(x)
-        loss = F.mse_loss(recon, x) + 0.1 * F.l1_loss(recon, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if task is not None:
-            task.advance(1, loss=loss.item())
-    if task is not None:
-        task.close()
-    model.eval()

@@ -6,14 +6,14 @@ nn.Conv2d (attention q/k/v/out included) so adapters and Opacus hooks can find a
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dpbench.storage import cache_key
 
 ARCH_VERSION = 1  # part of UNetConfig.key(): bump when a change to this file changes what a config builds
 
@@ -44,8 +44,7 @@ class UNetConfig:
 
     def key(self) -> str:
         """A stable string naming this architecture (for cache keys)."""
-        blob = json.dumps({"arch": ARCH_VERSION, **self.to_dict()}, sort_keys=True)
-        return "unet-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return "unet-" + cache_key({"arch": ARCH_VERSION, **self.to_dict()})
 
     @classmethod
     def for_images(cls, image_size: int, channels: int, num_classes: int, **overrides) -> "UNetConfig":

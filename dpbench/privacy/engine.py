@@ -1,10 +1,14 @@
-"""The core's DP-SGD engine, shared by every method.
+"""The core's DP-SGD engine, shared by every method. Methods get one from their run context, never build one.
 
 Poisson sampling over the private split, per-example gradients of the trainable parameters only
 (torch.func: functional_call + vmap(grad)), clipping to C, Gaussian noise sigma*C, sigma calibrated by
-Opacus's accountant. torch.func was chosen by measurement (ARCHITECTURE.md: fastest or close for the
-full, LoRA and LoDA scopes) and because it averages noise-multiplicity draws inside one example's
-function, so one example's clipped contribution is <= C whatever K is.
+Opacus's accountant. torch.func was chosen by measurement (fastest or close for the full, LoRA and LoDA
+scopes on CPU; see benchmarks/RESULTS.md) and because it averages noise-multiplicity draws inside one
+example's function, so one example's clipped contribution is <= C whatever K is.
+
+The engine owns the private examples and its noise generator. A method supplies the per-example loss and a
+batch function, which receives the step's examples and a generator of its own. Every privatised gradient is
+counted in the same call that computes it.
 """
 from __future__ import annotations
 
@@ -17,20 +21,21 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from dpbench.privacy.accountant import DEFAULT_ACCOUNTANT, calibrate_noise, epsilon_spent
-from dpbench.privacy.ledger import PrivacyLedger
+from dpbench.privacy.accountant import ACCOUNTANTS, DEFAULT_ACCOUNTANT, calibrate_noise, epsilon_of_history
+from dpbench.privacy.ledger import PrivacyStage
 
 # loss(model_fn, example) -> scalar, where example holds one private example's tensors (no batch dim)
 # and model_fn(*inputs) runs the model with the parameters being differentiated.
 PerExampleLoss = Callable[[Callable[..., torch.Tensor], dict[str, torch.Tensor]], torch.Tensor]
-# make_batch(indices, generator) -> dict of tensors with a leading batch dimension len(indices)
-MakeBatch = Callable[[torch.Tensor, torch.Generator], dict[str, torch.Tensor]]
+# make_batch(examples, generator) -> dict of tensors with a leading batch dimension len(examples["y"]).
+# `examples` holds the step's private examples: "x" (prepared images) and "y" (labels).
+MakeBatch = Callable[[dict[str, torch.Tensor], torch.Generator], dict[str, torch.Tensor]]
 
 
 @dataclass(frozen=True)
-class DPConfig:
-    epsilon: float
-    delta: float
+class DPSettings:
+    """The DP-SGD hyperparameters a method chooses. ε and δ are not among them: they are the user's."""
+
     expected_batch_size: int
     steps: int
     max_grad_norm: float
@@ -38,17 +43,15 @@ class DPConfig:
     noise_multiplicity: int = 1  # K draws per example, averaged before clipping
     physical_batch_size: int = 64  # examples per vmap chunk; bounds memory, not privacy
 
-
-def plan_privacy(config: DPConfig, n_private: int) -> PrivacyLedger:
-    """Calibrate sigma for the planned steps; the ledger is what the run will have spent when it ends."""
-    sample_rate = min(1.0, config.expected_batch_size / n_private)
-    private = math.isfinite(config.epsilon)
-    sigma = calibrate_noise(config.epsilon, config.delta, sample_rate, config.steps, config.accountant) if private else 0.0
-    return PrivacyLedger(
-        accountant=config.accountant, noise_multiplier=sigma, sample_rate=sample_rate, steps=config.steps,
-        max_grad_norm=config.max_grad_norm if private else None, delta=config.delta,
-        noise_multiplicity=config.noise_multiplicity, epsilon_target=config.epsilon,
-    )
+    def __post_init__(self) -> None:
+        if self.accountant not in ACCOUNTANTS:
+            raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got '{self.accountant}'")
+        for key in ("expected_batch_size", "steps", "noise_multiplicity", "physical_batch_size"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be an int >= 1, got {value!r}")
+        if not self.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
 
 
 def clip_and_sum(per_example: dict[str, torch.Tensor], max_grad_norm: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -70,19 +73,39 @@ def add_gaussian_noise(summed: dict[str, torch.Tensor], noise_multiplier: float,
     }
 
 
-class DPSGDEngine:
-    """Runs the planned DP-SGD steps on a model's trainable parameters with a method's loss and optimizer."""
+class PrivateTrainer:
+    """Runs the planned DP-SGD steps on a model's trainable parameters. Built by the harness's privacy books.
 
-    def __init__(self, model: nn.Module, loss: PerExampleLoss, config: DPConfig, n_private: int,
-                 device: torch.device, seed: int) -> None:
-        self.model, self.loss, self.config, self.n_private, self.device = model, loss, config, n_private, device
-        self.ledger = plan_privacy(config, n_private)
+    `private_x` are the private images after the method's fixed per-example `prepare` map (e.g. a public
+    encoder), `private_y` their labels. `prior` is the history of the run's earlier stages: sigma is calibrated
+    so that all stages so far together spend at most `epsilon`.
+    """
+
+    def __init__(self, model: nn.Module, loss: PerExampleLoss, make_batch: MakeBatch, settings: DPSettings, *,
+                 private_x: torch.Tensor, private_y: torch.Tensor, epsilon: float, delta: float,
+                 device: torch.device, seed: int, prior=(), budget_share: float = 1.0) -> None:
+        self.model, self.settings, self.device = model, settings, device
+        self._make_batch = make_batch
+        self._x, self._y = private_x.to(device), private_y.to(device)
+        self.n_private = len(self._y)
+        self.private = math.isfinite(epsilon)
+        self.delta = delta
+        self._prior = list(prior)
+        sample_rate = min(1.0, settings.expected_batch_size / self.n_private)
+        sigma = calibrate_noise(epsilon, delta, sample_rate, settings.steps, settings.accountant, prior=self._prior) \
+            if self.private else 0.0
+        self.plan = PrivacyStage(noise_multiplier=sigma, sample_rate=sample_rate,
+                                 expected_batch_size=settings.expected_batch_size, steps=settings.steps,
+                                 planned_steps=settings.steps,
+                                 max_grad_norm=settings.max_grad_norm if self.private else None,
+                                 noise_multiplicity=settings.noise_multiplicity, budget_share=budget_share)
         self.trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
         if not self.trainable:
             raise ValueError("the model has no trainable parameters")
-        self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.sampling_generator = torch.Generator().manual_seed(seed + 1)
-        self.steps_done = 0
+        self.__noise = torch.Generator(device=device).manual_seed(seed)
+        self.__sampling = torch.Generator().manual_seed(seed + 1)
+        self.batch_generator = torch.Generator(device=device).manual_seed(seed + 2)  # the method's own
+        self.__steps_done = 0
         self.batch_sizes: list[int] = []
 
         frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
@@ -96,71 +119,77 @@ class DPSGDEngine:
         self._per_example_grads = vmap(grad(example_loss), in_dims=(None, 0))
 
     @property
-    def private(self) -> bool:
-        return self.ledger.is_private
+    def steps_done(self) -> int:
+        return self.__steps_done
 
-    def sample_indices(self) -> torch.Tensor:
-        """Poisson sampling: each private example joins the batch independently with the sample rate."""
-        mask = torch.rand(self.n_private, generator=self.sampling_generator) < self.ledger.sample_rate
-        return mask.nonzero().flatten()
+    @property
+    def noise_multiplier(self) -> float:
+        return self.plan.noise_multiplier
+
+    def spent(self) -> PrivacyStage:
+        """The stage as actually run so far (equal to the plan once every step is taken)."""
+        return dataclasses.replace(self.plan, steps=self.__steps_done)
 
     def per_example_grads(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         params = {n: p.detach() for n, p in self.trainable.items()}
         return self._per_example_grads(params, batch)
 
-    def noisy_gradient(self, make_batch: MakeBatch) -> dict[str, torch.Tensor]:
-        """One step's privatised gradient: sum of clipped per-example grads + noise, over the expected batch size."""
-        indices = self.sample_indices()
+    def _sample_indices(self) -> torch.Tensor:
+        """Poisson sampling: each private example joins the batch independently with the sample rate."""
+        mask = torch.rand(self.n_private, generator=self.__sampling) < self.plan.sample_rate
+        return mask.nonzero().flatten()
+
+    def _privatised_gradient(self) -> dict[str, torch.Tensor]:
+        """One step's released gradient: sum of clipped per-example grads + noise, over the expected batch size.
+        The step is counted here, before anything is computed, so no released gradient goes uncounted."""
+        if self.__steps_done >= self.plan.planned_steps:
+            raise RuntimeError("the planned number of DP steps is spent; more steps would exceed the ledger")
+        self.__steps_done += 1
+        indices = self._sample_indices().to(self._y.device)
         self.batch_sizes.append(len(indices))
         total = {n: torch.zeros_like(p) for n, p in self.trainable.items()}
         # K draws per example multiply activation memory by K, so the chunk shrinks by K to keep it flat.
-        chunk = max(1, self.config.physical_batch_size // self.config.noise_multiplicity)
+        chunk = max(1, self.settings.physical_batch_size // self.settings.noise_multiplicity)
         for start in range(0, len(indices), chunk):
-            batch = {k: v.to(self.device) for k, v in make_batch(indices[start:start + chunk], self.generator).items()}
-            grads = self.per_example_grads(batch)
+            idx = indices[start:start + chunk]
+            batch = self._make_batch({"x": self._x[idx], "y": self._y[idx]}, self.batch_generator)
+            grads = self.per_example_grads({k: v.to(self.device) for k, v in batch.items()})
             if self.private:
-                grads, _ = clip_and_sum(grads, self.config.max_grad_norm)
+                grads, _ = clip_and_sum(grads, self.settings.max_grad_norm)
             else:
                 grads = {n: g.sum(0) for n, g in grads.items()}
             for n in total:
                 total[n] += grads[n]
         if self.private:
-            total = add_gaussian_noise(total, self.ledger.noise_multiplier, self.config.max_grad_norm, self.generator)
-            denominator = self.ledger.sample_rate * self.n_private
+            total = add_gaussian_noise(total, self.plan.noise_multiplier, self.settings.max_grad_norm, self.__noise)
+            denominator = self.plan.sample_rate * self.n_private
         else:
             denominator = max(len(indices), 1)
         return {n: g / denominator for n, g in total.items()}
 
-    def step(self, make_batch: MakeBatch, optimizer: torch.optim.Optimizer) -> None:
-        if self.steps_done >= self.ledger.steps:
-            raise RuntimeError("the planned number of DP steps is spent; more steps would exceed the ledger")
-        gradient = self.noisy_gradient(make_batch)
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        gradient = self._privatised_gradient()
         for name, param in self.trainable.items():
             param.grad = gradient[name]
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        self.steps_done += 1
 
     def epsilon_so_far(self) -> float:
+        """ε of the run's earlier stages plus this one's steps so far."""
         if not self.private:
             return math.inf
-        return epsilon_spent(self.ledger.noise_multiplier, self.ledger.sample_rate, self.steps_done,
-                             self.ledger.delta, self.ledger.accountant)
+        history = [*self._prior, (self.plan.noise_multiplier, self.plan.sample_rate, self.__steps_done)]
+        return epsilon_of_history(history, self.delta, self.settings.accountant)
 
-    def run(self, make_batch: MakeBatch, optimizer: torch.optim.Optimizer, progress=None,
-            description: str = "DP fine-tune (private)") -> PrivacyLedger:
-        """All planned steps, with a progress bar that shows epsilon spent so far."""
-        task = progress.task(description, total=self.ledger.steps) if progress else None
-        report_every = max(1, self.ledger.steps // 20)
-        for _ in range(self.ledger.steps - self.steps_done):
-            self.step(make_batch, optimizer)
+    def run(self, optimizer: torch.optim.Optimizer, progress=None, description: str = "DP fine-tune (private)") -> None:
+        """Every remaining planned step, with a progress bar that shows ε spent so far."""
+        total = self.plan.planned_steps
+        task = progress.task(description, total=total) if progress else None
+        report_every = max(1, total // 20)
+        while self.__steps_done < total:
+            self.step(optimizer)
             if task:
-                fields = {"eps": self.epsilon_so_far()} if self.steps_done % report_every == 0 or self.steps_done == self.ledger.steps else {}
-                task.advance(1, **fields)
+                report = self.__steps_done % report_every == 0 or self.__steps_done == total
+                task.advance(1, **({"eps": self.epsilon_so_far()} if report else {}))
         if task:
             task.close()
-        return self.spent_ledger()
-
-    def spent_ledger(self) -> PrivacyLedger:
-        """The ledger of the steps actually taken (equal to the plan once `run` has finished)."""
-        return dataclasses.replace(self.ledger, steps=self.steps_done)

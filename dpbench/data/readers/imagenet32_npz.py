@@ -1,7 +1,7 @@
 """Downsampled ImageNet 32x32 (Chrabaszcz et al. 2017), the npz release:
 Imagenet32_train_npz/train_data_batch_1..10.npz and Imagenet32_val_npz/val_data.npz, each holding
 'data' (N, 3072) uint8 in CHW-flattened order and 'labels' (N,) with 1..1000 in the ILSVRC2012
-devkit's order (see dpbench.data.imagenet_classes); train batches also hold 'mean'.
+devkit's order (see the built-in real pairs); train batches also hold 'mean'.
 
 Nothing here builds per-image Python objects. A member stored uncompressed in the zip is
 memory-mapped in place; a compressed one is inflated one batch file at a time. Class selection is a

@@ -1,0 +1,189 @@
+"""The plugin registry: built-ins and third parties both arrive through the entry-point group "dpbench"."""
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import os
+from dataclasses import dataclass, field, is_dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from dpbench.api import hookspecs
+from dpbench.api.types import BackboneBuilder, Evaluator, Method, PublishedResult, Scope
+from dpbench.data.types import PairSpec
+
+ENTRY_POINT_GROUP = "dpbench"
+LOAD_PLUGINS_ENV = "DPBENCH_LOAD_PLUGINS"
+API_VERSION = "1.0"
+MIGRATION_HINT = ("dpbench API 1.0 changed the method contract: `configure(preset, pair) -> dict` became "
+                  "`settings(preset, pair)` returning a `Settings` dataclass, `train(ctx, settings)` gets its DP "
+                  "engine from `ctx.private_trainer(...)`, and `MethodResult` no longer carries a ledger. "
+                  "See docs/plugins.md, 'Migrating from 0.1'.")
+
+# kind -> (registry table attribute, expected type, hook name)
+KINDS = {
+    "method": ("methods", Method, "dpbench_register_methods"),
+    "pair": ("pairs", PairSpec, "dpbench_register_pairs"),
+    "evaluator": ("evaluators", Evaluator, "dpbench_register_evaluators"),
+    "scope": ("scopes", Scope, "dpbench_register_scopes"),
+    "backbone": ("backbones", BackboneBuilder, "dpbench_register_backbones"),
+    "published": ("published", PublishedResult, "dpbench_published_results"),
+}
+
+
+class UnknownNameError(KeyError):
+    """An unknown method, pair or evaluator name; the message carries a did-you-mean suggestion."""
+
+    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        self.message = f"unknown {kind} '{name}'.{hint} Known {kind}s: {', '.join(sorted(known)) or 'none'}."
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class PluginAPIError(TypeError):
+    """A plugin written for another version of the plugin API."""
+
+
+@dataclass
+class LoadedPlugin:
+    name: str
+    module: str
+    distribution: str | None
+    version: str | None
+    error: str | None = None
+    provides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Registry:
+    methods: dict[str, Method] = field(default_factory=dict)
+    pairs: dict[str, PairSpec] = field(default_factory=dict)
+    evaluators: dict[str, Evaluator] = field(default_factory=dict)
+    scopes: dict[str, Scope] = field(default_factory=dict)
+    backbones: dict[str, BackboneBuilder] = field(default_factory=dict)
+    published: dict[str, PublishedResult] = field(default_factory=dict)
+    plugins: list[LoadedPlugin] = field(default_factory=list)
+    # which plugin registered each "kind:name", for records and `dpbench plugins`
+    origin: dict[str, LoadedPlugin] = field(default_factory=dict)
+
+    def method(self, name: str) -> Method:
+        return self._get("method", self.methods, name)
+
+    def pair(self, name: str) -> PairSpec:
+        return self._get("pair", self.pairs, name)
+
+    def evaluator(self, name: str) -> Evaluator:
+        return self._get("evaluator", self.evaluators, name)
+
+    def scope(self, name: str) -> Scope:
+        return self._get("scope", self.scopes, name)
+
+    def backbone(self, name: str) -> BackboneBuilder:
+        return self._get("backbone", self.backbones, name)
+
+    @staticmethod
+    def _get(kind: str, table: dict, name: str) -> Any:
+        if name not in table:
+            raise UnknownNameError(kind, name, list(table))
+        return table[name]
+
+
+def check_method_api(method: Method) -> None:
+    """Refuse a method written for the 0.1 API with a message that says what changed."""
+    legacy = hasattr(method, "configure") or not is_dataclass(getattr(method, "Settings", None))
+    if not legacy:
+        params = list(inspect.signature(method.train).parameters)
+        legacy = len(params) != 2
+    if legacy:
+        raise PluginAPIError(f"method '{method.name}' was written for the dpbench 0.1 plugin API. {MIGRATION_HINT}")
+
+
+def _collector(registry: Registry, kind: str, plugin: LoadedPlugin):
+    attribute, expected, _ = KINDS[kind]
+    table = getattr(registry, attribute)
+
+    def register(obj: Any) -> None:
+        if not isinstance(obj, expected):
+            raise TypeError(f"plugin {plugin.name} registered {obj!r} as a {kind}; expected a {expected.__name__}")
+        if not obj.name:
+            raise ValueError(f"plugin {plugin.name} registered a {kind} without a name")
+        if kind == "method":
+            check_method_api(obj)
+        if obj.name in table:
+            raise ValueError(f"{kind} '{obj.name}' registered twice (by {registry.origin[kind + ':' + obj.name].name} and {plugin.name})")
+        table[obj.name] = obj
+        registry.origin[f"{kind}:{obj.name}"] = plugin
+        plugin.provides.append(f"{kind}:{obj.name}")
+
+    return register
+
+
+def _register_from(registry: Registry, pm: pluggy.PluginManager, module: Any, plugin: LoadedPlugin) -> None:
+    """Run one plugin's hooks. On any error, undo what it registered so a broken plugin leaves no trace."""
+    snapshot = {attr: dict(getattr(registry, attr)) for attr, _, _ in KINDS.values()}
+    try:
+        pm.register(module, name=plugin.name)
+        others = [p for p in pm.get_plugins() if p is not module]
+        for kind, (_, _, hook_name) in KINDS.items():
+            caller = pm.subset_hook_caller(hook_name, remove_plugins=others)
+            caller(register=_collector(registry, kind, plugin))
+    except Exception as exc:  # a broken plugin is reported and skipped, never fatal
+        for attr, table in snapshot.items():
+            setattr(registry, attr, table)
+        for key in plugin.provides:
+            registry.origin.pop(key, None)
+        plugin.provides.clear()
+        plugin.error = f"{type(exc).__name__}: {exc}"
+        if pm.is_registered(module):
+            pm.unregister(module)
+
+
+def pinned_plugins() -> set[str] | None:
+    """The entry-point names in $DPBENCH_LOAD_PLUGINS (comma-separated), or None when unset: load them all."""
+    value = os.environ.get(LOAD_PLUGINS_ENV)
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def load_registry(extra_modules: list[Any] | None = None) -> Registry:
+    """Load every plugin of the entry-point group (or those pinned by $DPBENCH_LOAD_PLUGINS), then
+    `extra_modules` (used by tests and embedders)."""
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    registry = Registry()
+    pinned = pinned_plugins()
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if pinned is not None and ep.name not in pinned:
+            continue
+        dist = getattr(ep, "dist", None)
+        plugin = LoadedPlugin(
+            name=ep.name, module=ep.value,
+            distribution=dist.metadata["Name"] if dist else None, version=dist.version if dist else None,
+        )
+        registry.plugins.append(plugin)
+        try:
+            module = ep.load()
+        except Exception as exc:
+            plugin.error = f"{type(exc).__name__}: {exc}"
+            continue
+        _register_from(registry, pm, module, plugin)
+    if pinned is not None:
+        for name in sorted(pinned - {p.name for p in registry.plugins}):
+            registry.plugins.append(LoadedPlugin(name=name, module="?", distribution=None, version=None,
+                                                 error=f"named in ${LOAD_PLUGINS_ENV} but no such plugin is installed"))
+    for module in extra_modules or []:
+        if isinstance(module, str):
+            module = importlib.import_module(module)
+        plugin = LoadedPlugin(name=getattr(module, "__name__", repr(module)), module=getattr(module, "__name__", "?"),
+                              distribution=None, version=None)
+        registry.plugins.append(plugin)
+        _register_from(registry, pm, module, plugin)
+    return registry

@@ -1,0 +1,1 @@
+"""Fine-tuning under DP: the shared diffusion-method body and the DP-SGD classifier."""

@@ -1,0 +1,77 @@
+"""Private fine-tuning of a diffusion backbone through the harness's DP engine, and the generator artifact.
+
+Every diffusion method (LoDA, LoRA, attention-only, full) differs only in which parameters are trainable;
+this module is what they share. Noise multiplicity K (Dockhorn et al. 2023, DPDM): each example's loss is
+the mean over K independent (timestep, noise) draws, computed inside the per-example function, so the
+gradient is averaged before clipping and one example's contribution stays <= C.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dpbench.api.context import MethodContext
+from dpbench.models.diffusion import DiffusionSchedule, ddim_sample, diffusion_loss, drop_labels, to_model_range
+from dpbench.privacy.engine import DPSettings
+
+
+def diffusion_example_loss(schedule: DiffusionSchedule):
+    """The per-example loss for the engine: mean diffusion loss over the example's K draws."""
+
+    def loss(model_fn, example: dict[str, torch.Tensor]) -> torch.Tensor:
+        k = example["t"].shape[0]
+        x0 = example["x0"].unsqueeze(0).expand(k, *example["x0"].shape)
+        return diffusion_loss(model_fn, x0, example["t"], example["noise"], example["y"], schedule).mean()
+
+    return loss
+
+
+def diffusion_batch_maker(schedule: DiffusionSchedule, k: int, p_uncond: float, null_class: int):
+    """Batches of (x0, K timesteps, K noises, K labels) per example from the step's (prepared) private examples."""
+
+    def make_batch(examples: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        x0, labels = examples["x"], examples["y"]
+        b, device = x0.shape[0], x0.device
+        t = torch.randint(0, schedule.num_steps, (b, k), generator=generator, device=device)
+        noise = torch.randn((b, k, *x0.shape[1:]), generator=generator, device=device)
+        y = drop_labels(labels.unsqueeze(1).expand(b, k).reshape(-1), p_uncond, null_class, generator).reshape(b, k)
+        return {"x0": x0, "t": t, "noise": noise, "y": y}
+
+    return make_batch
+
+
+def finetune_diffusion(ctx: MethodContext, model: nn.Module, schedule: DiffusionSchedule, dp: DPSettings, *,
+                       lr: float, p_uncond: float, codec=None) -> None:
+    """Fine-tune the model's trainable parameters on the private split through the run's DP engine.
+
+    With a (frozen, public-trained) codec, the engine encodes the private examples to latents first; encoding
+    is a fixed per-example map, so it changes nothing in the accounting.
+    """
+    model.to(ctx.device).train()
+    prepare = codec.encode if codec is not None else to_model_range
+    make_batch = diffusion_batch_maker(schedule, dp.noise_multiplicity, p_uncond, ctx.pair.num_classes)
+    trainer = ctx.private_trainer(model, diffusion_example_loss(schedule), make_batch, dp, prepare=prepare)
+    optimizer = torch.optim.Adam(list(trainer.trainable.values()), lr=lr)
+    trainer.run(optimizer, ctx.progress)
+    model.eval()
+
+
+class DiffusionGenerator:
+    """A class-conditional generator: a noise predictor sampled with DDIM and classifier-free guidance."""
+
+    def __init__(self, model: nn.Module, schedule: DiffusionSchedule, image_shape: tuple[int, int, int], *,
+                 ddim_steps: int, guidance_scale: float, batch_size: int, device: torch.device, codec=None) -> None:
+        self.model, self.schedule, self.image_shape, self.codec = model, schedule, image_shape, codec
+        self.ddim_steps, self.guidance_scale, self.batch_size, self.device = ddim_steps, guidance_scale, batch_size, device
+
+    def sample(self, labels: torch.Tensor, seed: int, progress=None) -> torch.Tensor:
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        batches = -(-len(labels) // self.batch_size)
+        task = progress.task("sample (DDIM)", total=batches) if progress else None
+        images = ddim_sample(self.model, labels.to(self.device), self.image_shape, self.schedule,
+                             steps=self.ddim_steps, guidance_scale=self.guidance_scale, generator=generator,
+                             batch_size=self.batch_size, progress_callback=(lambda n: task.advance(1)) if task else None,
+                             decode=self.codec.decode if self.codec is not None else None)
+        if task:
+            task.close()
+        return images.cpu()

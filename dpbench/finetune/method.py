@@ -1,0 +1,108 @@
+"""The shared body of every diffusion fine-tuning method: backbone, trainable scope, DP-SGD, generator.
+
+A method plugin subclasses `DiffusionFinetuneMethod` and supplies its name, paper and presets; the backbone and
+scope are ordinary settings naming registered backbones and scopes, so e.g. DP-LoDA on the latent backbone is
+`--set backbone=latent`, and a third party's scope plugin is `--set scope=bitfit`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from dpbench.api.context import MethodContext
+from dpbench.api.settings import setting
+from dpbench.api.types import Method, MethodResult
+from dpbench.finetune.diffusion import DiffusionGenerator, finetune_diffusion
+from dpbench.finetune.sample_counts import samples_per_class
+from dpbench.models.diffusion import P_UNCOND, DiffusionSchedule
+from dpbench.privacy.accountant import ACCOUNTANTS
+from dpbench.privacy.engine import DPSettings
+
+SAMPLING_BATCH = 250
+UNET_PARTS = ("down", "mid", "up")
+
+
+def parse_parts(spec: str) -> tuple[str, ...]:
+    """"all" or a "+"-joined subset of down/mid/up, e.g. "mid+up"."""
+    parts = UNET_PARTS if spec == "all" else tuple(p.strip() for p in spec.split("+"))
+    unknown = [p for p in parts if p not in UNET_PARTS]
+    if unknown or not parts:
+        raise ValueError(f"attention_blocks must be 'all' or a '+'-joined subset of {UNET_PARTS}, got '{spec}'")
+    return parts
+
+
+@dataclass(frozen=True)
+class DiffusionSettings:
+    """Settings every diffusion fine-tuning method has; presets set their values."""
+
+    backbone: str = setting("pixel", "registered public backbone to fine-tune (`dpbench plugins` lists them)")
+    scope: str = setting("full", "registered trainable scope: which parameters DP-SGD updates")
+    rank: int = setting(4, "adapter rank r (loda, lora)", minimum=1)
+    slope: float = setting(0.1, "LeakyReLU negative slope inside LoDA adapters")
+    lora_alpha: float = setting(4.0, "LoRA scale alpha (update scaled by alpha / r)", above=0)
+    attention_blocks: str = setting("all", "attention scope: 'all' or a '+'-joined subset of down/mid/up")
+    steps: int = setting(100, "DP-SGD steps (ignored when epochs is set)", minimum=1)
+    epochs: float | None = setting(None, "epochs over the private split; fixes steps = epochs * n / batch_size",
+                                   above=0)
+    batch_size: int = setting(256, "expected batch size of Poisson sampling", minimum=1)
+    lr: float = setting(2e-3, "Adam learning rate", above=0)
+    max_grad_norm: float = setting(1.0, "per-example clip norm C", above=0)
+    noise_multiplicity: int = setting(1, "K (timestep, noise) draws per example, averaged before clipping",
+                                      minimum=1)
+    p_uncond: float = setting(P_UNCOND, "class-label dropout for classifier-free guidance (Ho & Salimans 2022)",
+                              minimum=0, below=1)
+    ddim_steps: int = setting(20, "DDIM sampling steps", minimum=1)
+    guidance_scale: float = setting(2.0, "classifier-free guidance scale w", minimum=0)
+    accountant: str = setting("rdp", "privacy accountant for calibration and the re-check", choices=ACCOUNTANTS)
+    samples_per_class: int = setting(100, "synthetic images drawn per class for evaluation", minimum=1)
+
+    def with_(self, **changes) -> "DiffusionSettings":
+        return dataclasses.replace(self, **changes)
+
+
+def planned_steps(settings: DiffusionSettings, n_private: int) -> int:
+    """`epochs` (when set) fixes the steps from the private split's size: epochs * n / expected batch."""
+    if settings.epochs is None:
+        return settings.steps
+    return max(1, math.ceil(settings.epochs * n_private / settings.batch_size))
+
+
+class DiffusionFinetuneMethod(Method):
+    produces = "generator"
+    Settings = DiffusionSettings
+    presets: dict[str, DiffusionSettings] = {}
+
+    def settings(self, preset, pair):
+        chosen = self.presets[preset].with_(samples_per_class=samples_per_class(preset, pair))
+        if preset == "paper":
+            chosen = chosen.with_(**self.paper_schedule(pair))
+        return chosen
+
+    def paper_schedule(self, pair) -> dict:
+        """Per-pair overrides of the paper preset (batch size, epochs, K...); none by default."""
+        return {}
+
+    def validate(self, settings: DiffusionSettings, registry) -> None:
+        registry.backbone(settings.backbone)
+        registry.scope(settings.scope)
+        parse_parts(settings.attention_blocks)
+
+    def train(self, ctx: MethodContext, settings: DiffusionSettings) -> MethodResult:
+        backbone = ctx.backbone(settings.backbone)
+        model = backbone.unet
+        total = sum(p.numel() for p in model.parameters())
+        ctx.scope(settings.scope).apply(model, settings)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        schedule = DiffusionSchedule()
+        dp = DPSettings(expected_batch_size=settings.batch_size, steps=planned_steps(settings, len(ctx.private)),
+                        max_grad_norm=settings.max_grad_norm, accountant=settings.accountant,
+                        noise_multiplicity=settings.noise_multiplicity)
+        with ctx.stage("finetune"):
+            finetune_diffusion(ctx, model, schedule, dp, lr=settings.lr, p_uncond=settings.p_uncond,
+                               codec=backbone.codec)
+        generator = DiffusionGenerator(model.eval(), schedule, backbone.sample_shape, ddim_steps=settings.ddim_steps,
+                                       guidance_scale=settings.guidance_scale, batch_size=SAMPLING_BATCH,
+                                       device=ctx.device, codec=backbone.codec)
+        return MethodResult(artifact=generator, trainable_parameters=trainable, total_parameters=total,
+                            notes={"backbone": settings.backbone, "scope": settings.scope})

@@ -1,0 +1,1 @@
+"""Public pre-training: backbones that never see private data, and their cache."""

@@ -1,0 +1,63 @@
+"""Public training of the latent backbone's autoencoder, cached on disk. It is handed the public split only."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from dpbench.data.types import ImageSet
+from dpbench.models.autoencoder import Autoencoder, AutoencoderConfig, LatentCodec
+from dpbench.models.diffusion import to_model_range
+from dpbench.storage import atomic_torch_save, cache_key
+
+
+@dataclass(frozen=True)
+class AutoencoderTraining:
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 2e-3
+
+
+
+def public_autoencoder(public: ImageSet, config: AutoencoderConfig, training: AutoencoderTraining, *, pair_name: str,
+                       seed: int, cache_dir: Path, device: torch.device, progress=None) -> LatentCodec:
+    """The autoencoder trained on the public split only (cached), as a frozen codec."""
+    if not isinstance(public, ImageSet):
+        raise TypeError("public_autoencoder takes the public ImageSet only")
+    key = cache_key({"pair": pair_name, "ae": config.key(), "train": asdict(training), "seed": seed}, length=20)
+    path = Path(cache_dir) / "autoencoder" / f"{pair_name}-{key}.pt"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Autoencoder(config)
+    if path.exists():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+    else:
+        _train(model, public, training, seed, device, progress)
+        atomic_torch_save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                     "meta": {"pair": pair_name, "config": asdict(config), "train": asdict(training), "seed": seed,
+                              "n_public": len(public)}}, path)
+    return LatentCodec(model, device, cache_key=f"{config.key()}-{key}")
+
+
+def _train(model: Autoencoder, public: ImageSet, training: AutoencoderTraining, seed: int, device: torch.device,
+           progress) -> None:
+    """MSE + L1 reconstruction with Adam (LDM adds perceptual and GAN losses; at 28-32 px these are left out)."""
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=training.lr)
+    gen = torch.Generator().manual_seed(seed)
+    task = progress.task("autoencoder (public)", total=training.steps) if progress is not None else None
+    for _ in range(training.steps):
+        idx = torch.randint(0, len(public), (training.batch_size,), generator=gen)
+        x = to_model_range(public.images[idx]).to(device)
+        recon = model(x)
+        loss = F.mse_loss(recon, x) + 0.1 * F.l1_loss(recon, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if task is not None:
+            task.advance(1, loss=loss.item())
+    if task is not None:
+        task.close()
+    model.eval()

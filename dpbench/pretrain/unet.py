@@ -1,0 +1,188 @@
+"""Public pre-training of the class-conditional U-Net, cached on disk.
+
+`pretrained_unet` takes one ImageSet, the public split, and nothing else: no code path here can see private
+data. The cache entry is keyed by pair, architecture, training config and seed, so every method, epsilon and
+run seed that needs the same backbone reuses it.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from dpbench.data.types import ImageSet
+from dpbench.models.diffusion import P_UNCOND, DiffusionSchedule, diffusion_loss, drop_labels, to_model_range
+from dpbench.models.unet import ClassConditionalUNet, UNetConfig
+from dpbench.storage import atomic_torch_save, cache_key
+
+CACHE_FORMAT = 1  # bump when the training code changes what a cached entry means
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    steps: int = 1500
+    batch_size: int = 64
+    # Above DDPM's 2e-4 (Ho et al. 2020): a CPU budget allows only ~1e3 steps, and this small model takes it.
+    lr: float = 1e-3
+    p_uncond: float = P_UNCOND
+    # EMA of weights (Ho et al. 2020 use 0.9999 over 800k steps); with warm-up, since runs here are short.
+    ema_decay: float | None = 0.999
+    grad_clip: float = 1.0  # gradient-norm clipping at 1 (Ho et al. 2020)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PublicStream:
+    """A large public set streamed in chunks (e.g. all of ImageNet32) for the unconditional first phase.
+
+    `chunks(chunk_size=..., seed=...)` yields ImageSets; `conditional_after` says whether a class-conditional
+    phase on the (small, labelled) public split follows. Two phases, unconditional then class-conditional,
+    is the DP-LoDA paper's ImageNet32 -> CIFAR-10 recipe; unconditional only suits a public set whose labels
+    are not the pair's classes (ImageNet -> CelebA).
+    """
+
+    name: str
+    chunks: Callable[..., Iterator[ImageSet]]
+    conditional_after: bool
+    unconditional_fraction: float = 0.5  # share of the steps spent on the stream when a conditional phase follows
+
+    def key(self) -> dict:
+        return {"stream": self.name, "conditional_after": self.conditional_after,
+                "unconditional_fraction": self.unconditional_fraction}
+
+
+def pretrain_cache_path(pair_name: str, config: UNetConfig, train: PretrainConfig, seed: int, cache_dir: Path,
+                        encoder_key: str | None = None, stream: PublicStream | None = None) -> Path:
+    fields = {"format": CACHE_FORMAT, "pair": pair_name, "unet": config.key(), "train": train.to_dict(), "seed": seed}
+    if encoder_key is not None:  # a latent U-Net belongs to the autoencoder whose latents it learnt
+        fields["encoder"] = encoder_key
+    if stream is not None:
+        fields["phases"] = stream.key()
+    digest = cache_key(fields, length=20)
+    safe_pair = "".join(c if c.isalnum() or c in "-_" else "_" for c in pair_name)
+    return Path(cache_dir) / "pretrain" / f"{safe_pair}-{digest}.pt"
+
+
+def pretrained_unet(
+    public: ImageSet,
+    config: UNetConfig,
+    train: PretrainConfig,
+    *,
+    pair_name: str,
+    seed: int,
+    cache_dir: Path,
+    device: torch.device | str,
+    progress=None,
+    encoder=None,
+    stream: PublicStream | None = None,
+) -> ClassConditionalUNet:
+    """The U-Net pre-trained on `public` (loaded from the cache when present), on `device`, in eval mode.
+
+    With `encoder` (a public-trained LatentCodec), the U-Net learns the public images' latents instead.
+    With `stream`, training starts unconditionally on the streamed public set (see PublicStream).
+    """
+    if not isinstance(public, ImageSet):
+        raise TypeError("pretrained_unet takes the public ImageSet only")
+    device = torch.device(device)
+    encoder_key = getattr(encoder, "cache_key", None) if encoder is not None else None
+    path = pretrain_cache_path(pair_name, config, train, seed, cache_dir, encoder_key, stream)
+    model = _init_model(config, seed)
+    if path.exists():
+        entry = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(entry["state_dict"])
+        return model.to(device).eval()
+    encode = (lambda images: encoder.encode(images).cpu()) if encoder is not None else to_model_range
+    gen = torch.Generator().manual_seed(seed)
+    phases = []
+    if stream is not None:
+        steps = round(train.steps * stream.unconditional_fraction) if stream.conditional_after else train.steps
+        phases.append(("pre-train (public, unconditional)", steps,
+                       _stream_batches(stream, train.batch_size, model.null_class, encode, seed)))
+    if stream is None or stream.conditional_after:
+        phases.append(("pre-train (public)", train.steps - sum(p[1] for p in phases),
+                       _tensor_batches(encode(public.images), public.labels, train.batch_size, train.p_uncond,
+                                       model.null_class, gen)))
+    state = _train(model, phases, train, gen, device, progress)
+    model.load_state_dict(state)
+    atomic_torch_save(
+        {"state_dict": state, "meta": {"pair": pair_name, "unet": config.to_dict(), "train": train.to_dict(),
+                                       "seed": seed, "format": CACHE_FORMAT, "n_public": len(public)}},
+        path,
+    )
+    return model.to(device).eval()
+
+
+def _init_model(config: UNetConfig, seed: int) -> ClassConditionalUNet:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ClassConditionalUNet(config)
+
+
+def _tensor_batches(x0_all: torch.Tensor, labels: torch.Tensor, batch_size: int, p_uncond: float, null_class: int,
+                    gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless shuffled epochs over a labelled set, labels dropped to the null class with p_uncond (CFG)."""
+    n = len(labels)
+    while True:
+        order = torch.randperm(n, generator=gen)
+        for pos in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+            idx = order[pos:pos + batch_size]
+            yield x0_all[idx], drop_labels(labels[idx], p_uncond, null_class, gen)
+
+
+def _stream_batches(stream: PublicStream, batch_size: int, null_class: int, encode, seed: int
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless passes over the streamed set in its chunk order; every label is the null class."""
+    epoch = 0
+    while True:
+        empty = True
+        for chunk in stream.chunks(chunk_size=max(4096, batch_size), seed=seed + epoch):
+            x0 = encode(chunk.images)
+            for pos in range(0, len(chunk) - batch_size + 1, batch_size):
+                empty = False
+                yield x0[pos:pos + batch_size], torch.full((batch_size,), null_class, dtype=torch.long)
+        if empty:
+            raise ValueError(f"the public stream '{stream.name}' holds fewer than one batch ({batch_size}) of images")
+        epoch += 1
+
+
+def _train(model: ClassConditionalUNet, phases, train: PretrainConfig, gen: torch.Generator, device: torch.device,
+           progress) -> dict[str, torch.Tensor]:
+    """Adam on L_simple over each phase's batches; no augmentation (flips would change digits). Returns CPU weights."""
+    model.to(device).train()
+    schedule = DiffusionSchedule()
+    opt = torch.optim.Adam(model.parameters(), lr=train.lr)
+    ema = copy.deepcopy(model).eval() if train.ema_decay is not None else None
+    step = 0
+    for description, steps, batches in phases:
+        task = progress.task(description, total=steps) if progress is not None else None
+        for _ in range(steps):
+            x0, y = next(batches)
+            x0, y = x0.to(device), y.to(device)
+            b = x0.shape[0]
+            t = torch.randint(0, schedule.num_steps, (b,), generator=gen).to(device)
+            noise = torch.randn(x0.shape, generator=gen).to(device)
+            loss = diffusion_loss(model, x0, t, noise, y, schedule).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
+            opt.step()
+            if ema is not None:
+                _ema_update(ema, model, min(train.ema_decay, (1 + step) / (10 + step)))
+            step += 1
+            if task is not None:
+                task.advance(1, loss=loss.item())
+        if task is not None:
+            task.close()
+    final = ema if ema is not None else model
+    return {k: v.detach().cpu().clone() for k, v in final.state_dict().items()}
+
+
+@torch.no_grad()
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1.0 - decay)

@@ -1,0 +1,63 @@
+"""The run's privacy books: the harness hands out every DP engine from here and composes what they spent."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from dpbench.data.types import ImageSet
+from dpbench.privacy.engine import DPSettings, MakeBatch, PerExampleLoss, PrivateTrainer
+from dpbench.privacy.ledger import PrivacyLedger
+
+SHARE_SLACK = 1e-9
+
+
+class PrivacyBooks:
+    """Keeps the private training split and every engine opened on it, for one run at (ε, δ)."""
+
+    def __init__(self, private_train: ImageSet, *, epsilon: float, delta: float, device: torch.device, seed: int) -> None:
+        self.__private = private_train
+        self.epsilon, self.delta, self.device, self.seed = epsilon, delta, device, seed
+        self.trainers: list[PrivateTrainer] = []
+        self.share_used = 0.0
+
+    @property
+    def n_private(self) -> int:
+        return len(self.__private)
+
+    def open(self, model: nn.Module, loss: PerExampleLoss, make_batch: MakeBatch, settings: DPSettings, *,
+             prepare: Callable[[torch.Tensor], torch.Tensor] | None = None, budget_share: float = 1.0) -> PrivateTrainer:
+        """A new engine whose sigma is calibrated so that every stage so far spends <= share_so_far * ε."""
+        if self.epsilon == 0:
+            raise PermissionError("this run is at ε = 0: it may take no private step")
+        if not 0 < budget_share <= 1:
+            raise ValueError(f"budget_share must be in (0, 1], got {budget_share}")
+        if self.share_used + budget_share > 1 + SHARE_SLACK:
+            raise ValueError(f"budget shares add up to {self.share_used + budget_share:.4g} > 1: the stages would "
+                             "overspend the run's ε")
+        if self.trainers and settings.accountant != self.trainers[0].settings.accountant:
+            raise ValueError(f"every DP stage of a run uses one accountant; the first used "
+                             f"'{self.trainers[0].settings.accountant}', this one asks for '{settings.accountant}'")
+        images = self.__private.images
+        private_x = prepare(images) if prepare is not None else images
+        if not torch.is_tensor(private_x) or len(private_x) != len(images):
+            raise ValueError("prepare must map the private images to a tensor with one row per example")
+        prior = [t.plan.history_entry() for t in self.trainers]  # planned, so later stages never borrow from earlier
+        cumulative = min(1.0, self.share_used + budget_share)
+        target = self.epsilon * cumulative if math.isfinite(self.epsilon) else math.inf
+        trainer = PrivateTrainer(model, loss, make_batch, settings, private_x=private_x,
+                                 private_y=self.__private.labels, epsilon=target, delta=self.delta,
+                                 device=self.device, seed=self.seed + 1000 * len(self.trainers), prior=prior,
+                                 budget_share=budget_share)
+        self.share_used += budget_share
+        self.trainers.append(trainer)
+        return trainer
+
+    def ledger(self, accountant: str) -> PrivacyLedger:
+        """What the run spent: every engine's stage as actually run, composed under one accountant."""
+        if self.trainers:
+            accountant = self.trainers[0].settings.accountant
+        return PrivacyLedger(accountant=accountant, delta=self.delta, epsilon_target=self.epsilon,
+                             n_private=self.n_private, stages=tuple(t.spent() for t in self.trainers))

@@ -1,0 +1,159 @@
+"""Build leaderboard/LEADERBOARD.md from run records: a table per pair and epsilon, mean ± std over seeds."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from dpbench.api.types import PublishedResult
+from dpbench.run.records import SAMPLES_NAME, decode_number, epsilon_label, read_records
+from dpbench.storage import atomic_write_bytes
+
+COST_COLUMNS = [("trainable_parameters", "trainable params"), ("trainable_fraction", "trainable %"),
+                ("wall_finetune", "DP fine-tune s"), ("wall_total", "run wall s"), ("peak_memory_mb", "peak MB")]
+
+
+def records_frame(records: list[dict]) -> tuple[pd.DataFrame, dict[str, bool]]:
+    """One row per completed record; also which metrics are higher-is-better."""
+    rows, direction = [], {}
+    for record in records:
+        if record.get("status") != "completed":
+            continue
+        privacy, cost = record["privacy"], record.get("cost", {})
+        row = {
+            "pair": record["pair"]["name"], "method": record["method"]["name"], "seed": record["seed"],
+            "preset": record["preset"], "config_hash": record["config_hash"],
+            "config": config_label(record["method"].get("overrides", {})),
+            "epsilon": decode_number(privacy["epsilon_target"]),
+            "epsilon_spent": decode_number(privacy.get("epsilon")),
+            "trainable_parameters": cost.get("trainable_parameters"),
+            "trainable_fraction": cost.get("trainable_fraction"),
+            "wall_total": cost.get("wall_seconds", {}).get("total"), "peak_memory_mb": cost.get("peak_memory_mb"),
+            "wall_finetune": cost.get("wall_seconds", {}).get("finetune"),
+        }
+        for name, metric in record["metrics"].items():
+            row[name] = decode_number(metric["value"])
+            direction[name] = bool(metric["higher_is_better"])
+        rows.append(row)
+    return pd.DataFrame(rows), direction
+
+
+def config_label(overrides: dict) -> str:
+    """"preset" for a run of the preset's own settings, else the overridden settings, e.g. "rank=8, steps=300"."""
+    if not overrides:
+        return "preset defaults"
+    return ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+
+
+def _mean_std(values: pd.Series, fmt: str) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "–"
+    if len(values) == 1:
+        return format(values.iloc[0], fmt)
+    return f"{format(values.mean(), fmt)} ± {format(values.std(ddof=1), fmt)}"
+
+
+def _metric_format(name: str) -> str:
+    return ".2%" if name.startswith("accuracy") else ".4g"
+
+
+def _reference_label(method: str, epsilon: float) -> str | None:
+    """Rows shown as references beside every private table: the non-private and the public-only runs."""
+    if math.isinf(epsilon):
+        return f"*{method} (no DP, ε = ∞)*"
+    if epsilon == 0:
+        return f"*{method} (no private data, ε = 0)*"
+    return None
+
+
+def _table(group: pd.DataFrame, metrics: list[str], direction: dict[str, bool], pair: str = "",
+           sample_links: dict | None = None) -> str:
+    sample_links = sample_links or {}
+    headers = (["method", "preset", "config", "seeds"] + [f"{m} {'↑' if direction[m] else '↓'}" for m in metrics]
+               + [c[1] for c in COST_COLUMNS] + ["samples"])
+    body = []
+    for (epsilon, method, preset, config_hash), runs in group.groupby(["epsilon", "method", "preset", "config_hash"],
+                                                                       sort=True):
+        label = _reference_label(method, epsilon) or method
+        row = [label, preset, f"{runs['config'].iloc[0]} ({config_hash[:6]})", len(runs)]
+        row += [_mean_std(runs[m], _metric_format(m)) if m in runs else "–" for m in metrics]
+        row += [
+            _mean_std(runs["trainable_parameters"], ",.0f"), _mean_std(runs["trainable_fraction"], ".2%"),
+            _mean_std(runs["wall_finetune"], ".0f"), _mean_std(runs["wall_total"], ".0f"),
+            _mean_std(runs["peak_memory_mb"], ".0f"),
+        ]
+        link = sample_links.get((pair, method, preset, config_hash, epsilon))
+        row.append(f"[png]({link})" if link else "–")
+        body.append(row)
+    return tabulate(body, headers=headers, tablefmt="github")
+
+
+def _published_section(published: list[PublishedResult]) -> list[str]:
+    lines = ["## Published reference numbers", "",
+             "Marked references from the seed papers, in *their* settings (not dpbench runs); compare with care.", ""]
+    body = [[f"**{p.method}**", p.private_dataset, epsilon_label(p.epsilon), p.delta,
+             ", ".join(f"{k}={format(v, _metric_format(k))}" for k, v in p.metrics.items()), p.setting, p.source]
+            for p in published]
+    lines.append(tabulate(body, headers=["method", "private data", "ε", "δ", "metrics", "setting", "source"], tablefmt="github"))
+    return lines
+
+
+def render(records: list[dict], sample_links: dict | None = None, published: list[PublishedResult] = ()) -> str:
+    frame, direction = records_frame(records)
+    sample_links = sample_links or {}
+    lines = ["# dpbench leaderboard", "",
+             "Generated by `dpbench leaderboard` from the run records; do not edit by hand. "
+             "Cells are mean ± std over seeds (sample std). ↑: higher is better, ↓: lower is better. "
+             "`accuracy_public_only` is a reference: the same classifier trained on the public split only. "
+             "Rows in italics are references repeated in every ε table of their pair: the same method without DP "
+             "(ε = ∞) and the public-only model (ε = 0). `trainable %` is the share of the backbone's parameters "
+             "that DP fine-tuning updates. `run wall s` includes public pre-training and the FID reference statistics "
+             "only for the run that built them (later runs load them from the cache); `DP fine-tune s` is the "
+             "method's own training time.", ""]
+    if frame.empty:
+        lines.append("No completed runs yet.")
+    else:
+        metric_order = [m for m in ("fid", "kid", "accuracy", "accuracy_public_only") if m in direction]
+        metric_order += sorted(m for m in direction if m not in metric_order)
+        for pair, runs in frame.groupby("pair", sort=True):
+            is_reference = runs["epsilon"].map(lambda e: math.isinf(e) or e == 0)
+            references, private = runs[is_reference], runs[~is_reference]
+            groups = [(f"ε = {epsilon_label(e)}", pd.concat([g, references])) for e, g in private.groupby("epsilon")]
+            if not groups:
+                groups = [("references only", references)]
+            for title, group in groups:
+                metrics = [m for m in metric_order if m in group and group[m].notna().any()]
+                lines += [f"## {pair}, {title}", "", _table(group, metrics, direction, pair, sample_links), ""]
+    if published:
+        lines += _published_section(list(published))
+    return "\n".join(lines) + "\n"
+
+
+def copy_sample_grids(records: list[dict], output: Path) -> dict[tuple[str, str, float], str]:
+    """Copy each (pair, method, ε)'s lowest-seed sample grid next to the leaderboard; returns relative links."""
+    links, chosen = {}, {}
+    for record in records:
+        if record.get("status") != "completed" or "_path" not in record:
+            continue
+        grid = Path(record["_path"]).parent / SAMPLES_NAME
+        key = (record["pair"]["name"], record["method"]["name"], record["preset"], record["config_hash"],
+               decode_number(record["privacy"]["epsilon_target"]))
+        if grid.exists() and (key not in chosen or record["seed"] < chosen[key][0]):
+            chosen[key] = (record["seed"], grid)
+    for key, (_, grid) in chosen.items():
+        pair, method, preset, config_hash, epsilon = key
+        relative = Path("samples") / pair / f"{method}-{preset}-{config_hash[:6]}-eps{epsilon_label(epsilon)}.png"
+        atomic_write_bytes(Path(output) / relative, grid.read_bytes())
+        links[key] = relative.as_posix()
+    return links
+
+
+def build_leaderboard(runs: Path, output: Path, published: list[PublishedResult] = ()) -> Path:
+    records = read_records(Path(runs))
+    links = copy_sample_grids(records, Path(output))
+    path = Path(output) / "LEADERBOARD.md"
+    atomic_write_bytes(path, render(records, links, published).encode())
+    return path

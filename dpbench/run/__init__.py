@@ -1,0 +1,1 @@
+"""One run, stage by stage: the runner, run records, progress."""

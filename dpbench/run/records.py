@@ -1,0 +1,83 @@
+"""The run record: its location, its JSON Schema (docs/record.md documents every key), and the atomic store."""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from dpbench.storage import atomic_write_bytes
+
+SCHEMA_VERSION = 2
+RECORD_NAME = "record.json"
+SAMPLES_NAME = "samples.png"
+SCHEMA_PATH = Path(__file__).with_name("record_schema.json")
+
+
+def epsilon_label(epsilon: float) -> str:
+    if math.isinf(epsilon):
+        return "inf"
+    return f"{epsilon:g}"
+
+
+def run_dir(out: Path, pair: str, method: str, preset: str, config_hash: str, epsilon: float, seed: int) -> Path:
+    """<out>/<pair>/<method>/<preset>-<config hash>/eps<E>/seed<S>: presets and configs never collide."""
+    return Path(out) / pair / method / f"{preset}-{config_hash}" / f"eps{epsilon_label(epsilon)}" / f"seed{seed}"
+
+
+def encode_floats(value: Any) -> Any:
+    """JSON has no inf/nan; write them as the strings "inf"/"-inf"/"nan" (read back by `decode_number`)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+    if isinstance(value, dict):
+        return {k: encode_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode_floats(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def decode_number(value: Any) -> float | None:
+    if value is None:
+        return None
+    return float(value)
+
+
+@lru_cache(maxsize=1)
+def record_schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def validate_record(record: dict) -> None:
+    """Raise jsonschema.ValidationError unless `record` (as it would be written) matches schema v2."""
+    jsonschema.validate(encode_floats(record), record_schema())
+
+
+def write_record(directory: Path, record: dict) -> Path:
+    record = encode_floats(record)
+    validate_record(record)
+    path = Path(directory) / RECORD_NAME
+    atomic_write_bytes(path, (json.dumps(record, indent=2) + "\n").encode())
+    return path
+
+
+def read_records(root: Path, *, current_only: bool = True) -> list[dict]:
+    """Every record under `root`; records of another schema version are skipped with a warning naming them."""
+    records, skipped = [], []
+    for path in sorted(Path(root).rglob(RECORD_NAME)):
+        with open(path) as handle:
+            record = json.load(handle)
+        if current_only and record.get("schema_version") != SCHEMA_VERSION:
+            skipped.append(f"{path} (schema v{record.get('schema_version')})")
+            continue
+        record["_path"] = str(path)
+        records.append(record)
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} record(s) not in schema v{SCHEMA_VERSION} (re-run them to include "
+                      f"them): {', '.join(skipped)}", stacklevel=2)
+    return records

@@ -1,0 +1,260 @@
+"""One run, stage by stage: resolve, load, fine-tune under DP (the method, through the harness's engines),
+compose and check the ledger, sample, evaluate, write the record. The runner knows no method by name."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import platform
+import subprocess
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import dpbench
+from dpbench.api.context import EvalContext, MethodContext, PrivateSplit
+from dpbench.api.registry import API_VERSION, Registry
+from dpbench.api.settings import SettingError, apply_overrides, as_dict, check
+from dpbench.api.types import PRESETS, Classifier, Generator, Method, MethodResult
+from dpbench.data.types import PairData
+from dpbench.eval.cost import cost_section, reset_peak_memory
+from dpbench.eval.grid import save_sample_grid
+from dpbench.privacy.accountant import DEFAULT_ACCOUNTANT, validate_ledger
+from dpbench.privacy.books import PrivacyBooks
+from dpbench.privacy.ledger import PrivacyLedger
+from dpbench.run.records import SAMPLES_NAME, SCHEMA_VERSION, run_dir, write_record
+from dpbench.storage import cache_key, tensor_digest
+
+
+class RunInputError(ValueError):
+    """Bad user input, found before anything is written (CLI exit 2)."""
+
+
+class NoPrivateStepError(RuntimeError):
+    """A method that trains on private data returned without taking a single private step."""
+
+
+@dataclass
+class RunRequest:
+    method: str
+    pair: str
+    epsilon: float
+    delta: float = 1e-5
+    seed: int = 0
+    preset: str = "default"
+    out: Path = Path("runs")
+    device: str = "auto"
+    cache_dir: Path = Path(".dpbench-cache")
+    data_root: str | None = None
+    evaluators: list[str] | None = None  # None: every registered evaluator that applies
+    overrides: dict = field(default_factory=dict)  # setting -> text (parsed by type) or typed value
+
+
+@dataclass
+class RunOutcome:
+    record: dict
+    record_path: Path
+    ok: bool
+
+
+@dataclass
+class Resolved:
+    method: Method
+    pair: Any
+    evaluators: list
+    settings: Any
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RunInputError("--device cuda was asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+def validate_budget(epsilon: float, delta: float, method: Method | None = None) -> None:
+    if method is not None and not method.trains_on_private:
+        if epsilon != 0:
+            raise RunInputError(f"method '{method.name}' never touches private data; run it with --eps 0, got {epsilon}")
+    elif math.isnan(epsilon) or epsilon <= 0:
+        raise RunInputError(f"epsilon must be > 0 (or inf for a non-private run), got {epsilon}")
+    if not 0 < delta < 1:
+        raise RunInputError(f"delta must be in (0, 1), got {delta}")
+
+
+def resolve(registry: Registry, request: RunRequest) -> Resolved:
+    """Look everything up and check the inputs; raises before anything is written."""
+    method = registry.method(request.method)
+    pair = registry.pair(request.pair)
+    if request.preset not in PRESETS:
+        raise RunInputError(f"unknown preset '{request.preset}', expected one of {PRESETS}")
+    validate_budget(request.epsilon, request.delta, method)
+    evaluator_names = request.evaluators if request.evaluators is not None else list(registry.evaluators)
+    evaluators = [registry.evaluator(name) for name in evaluator_names]
+    evaluators = [e for e in evaluators if method.produces in e.applies_to]
+    settings = method.settings(request.preset, pair)
+    try:
+        check(settings)
+        settings = apply_overrides(settings, request.overrides)
+        method.validate(settings, registry)
+    except SettingError as exc:
+        raise RunInputError(f"bad setting for method '{method.name}': {exc}") from exc
+    except (ValueError, TypeError, KeyError) as exc:
+        raise RunInputError(f"bad setting for method '{method.name}': {exc}") from exc
+    return Resolved(method, pair, evaluators, settings)
+
+
+def data_digest(data: PairData) -> str:
+    """A digest of every split's pixels and labels: a changed dataset is a different config."""
+    splits = (data.public_train, data.private_train, data.private_test)
+    return tensor_digest(*[t for s in splits for t in (s.images, s.labels)])
+
+
+def run_config(request: RunRequest, resolved: Resolved, digest: str) -> dict:
+    """What the record's config hash covers. ε and the seed have folders of their own; the code version is
+    recorded, not hashed."""
+    return {
+        "method": resolved.method.name, "settings": as_dict(resolved.settings), "preset": request.preset,
+        "pair": resolved.pair.name, "data_digest": digest, "delta": request.delta,
+        "evaluators": {e.name: e.settings(request.preset) for e in resolved.evaluators},
+    }
+
+
+def execute(registry: Registry, request: RunRequest, progress, data: PairData | None = None) -> RunOutcome:
+    """Run one benchmark cell. Input errors raise RunInputError/UnknownNameError before anything is written;
+    a failure after that writes a record with status "failed" and the reason (never samples)."""
+    resolved = resolve(registry, request)
+    method, pair, settings = resolved.method, resolved.pair, resolved.settings
+    device = resolve_device(request.device)
+    if data is None:
+        data = pair.load(request.data_root)  # DataMissingError propagates: nothing written yet
+    digest = data_digest(data)
+    config = run_config(request, resolved, digest)
+    config_hash = cache_key(config, length=10)
+    directory = run_dir(request.out, pair.name, method.name, request.preset, config_hash, request.epsilon, request.seed)
+    origin = registry.origin.get(f"method:{method.name}")
+    warnings = list(data.info.get("warnings", []))
+    n_private = len(data.private_train)
+    if request.delta >= 1 / n_private:
+        warnings.append(f"delta={request.delta:g} >= 1/n_private={1 / n_private:.3g}: this delta permits leaking a whole record")
+        progress.log(f"[yellow]warning:[/] {warnings[-1]}")
+    record = {
+        "schema_version": SCHEMA_VERSION, "status": "running",
+        "method": {"name": method.name, "produces": method.produces, "reference": method.reference,
+                   "settings": as_dict(settings), "overrides": dict(request.overrides),
+                   "plugin": {"name": origin.name if origin else None, "distribution": origin.distribution if origin else None,
+                              "version": origin.version if origin else None}},
+        "pair": {"name": pair.name, "data_digest": digest, "n_public": len(data.public_train),
+                 "n_private_train": n_private, "n_private_test": len(data.private_test), "info": _plain_info(data.info)},
+        "preset": request.preset, "seed": request.seed, "config_hash": config_hash, "config": config,
+        "warnings": warnings, "privacy": {"epsilon_target": request.epsilon, "delta": request.delta},
+        "metrics": {}, "cost": {}, "env": _env(device), "started_at": _now(), "finished_at": None,
+    }
+    books = PrivacyBooks(data.private_train, epsilon=request.epsilon, delta=request.delta, device=device,
+                         seed=request.seed) if method.trains_on_private else None
+    private = PrivateSplit(n_private, tuple(data.private_train.images.shape[1:]), pair.num_classes) \
+        if method.trains_on_private else None
+    ctx = MethodContext(pair=pair, public=data.public_train, public_info=dict(data.info), private=private,
+                        books=books, registry=registry, epsilon=request.epsilon, delta=request.delta,
+                        seed=request.seed, device=device, preset=request.preset, progress=progress,
+                        cache_dir=Path(request.cache_dir))
+    reset_peak_memory(device)
+    samples = labels = None
+    try:
+        torch.manual_seed(request.seed)
+        result = method.train(ctx, settings)
+        _check_result(method, result)
+        ledger = books.ledger(DEFAULT_ACCOUNTANT) if books is not None else PrivacyLedger(
+            accountant=DEFAULT_ACCOUNTANT, delta=request.delta, epsilon_target=request.epsilon, n_private=n_private)
+        if method.trains_on_private and ledger.steps == 0:
+            raise NoPrivateStepError(f"method '{method.name}' declares that it trains on private data but took no "
+                                     "private step: DP training must go through ctx.private_trainer(...)")
+        epsilon = validate_ledger(ledger, epsilon_target=request.epsilon, delta=request.delta, n_private=n_private)
+        record["privacy"] = {"epsilon_target": request.epsilon, "epsilon": epsilon, "delta": request.delta,
+                             "private": ledger.is_private and ledger.steps > 0,
+                             **{k: v for k, v in ledger.to_dict().items() if k not in ("epsilon_target", "delta")}}
+        if method.produces == "generator":
+            labels = torch.arange(pair.num_classes).repeat_interleave(_samples_per_class(settings))
+            with ctx.stage("sample"):
+                samples = result.artifact.sample(labels, seed=request.seed, progress=progress).cpu()
+            _check_samples(samples, labels, pair)
+        eval_ctx = EvalContext(pair=pair, public_train=data.public_train, private_test=data.private_test,
+                               artifact=result.artifact, produces=method.produces, samples=samples,
+                               sample_labels=labels, seed=request.seed, device=device, preset=request.preset,
+                               progress=progress, cache_dir=Path(request.cache_dir))
+        for evaluator in resolved.evaluators:
+            with ctx.stage(f"eval_{evaluator.name}"):
+                for metric in evaluator.evaluate(eval_ctx):
+                    record["metrics"][metric.name] = {"value": metric.value, "higher_is_better": metric.higher_is_better,
+                                                      "reference": metric.reference, "evaluator": evaluator.name, **metric.extra}
+        record["cost"] = cost_section(ctx.stage_seconds, device, result.trainable_parameters, result.total_parameters)
+        record["method"]["notes"] = result.notes
+        record["status"] = "completed"
+    except Exception as exc:
+        record["status"] = "failed"
+        record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(limit=8)}
+        record["cost"] = record["cost"] or {"wall_seconds": dict(ctx.stage_seconds)}
+    record["finished_at"] = _now()
+    if record["status"] == "completed" and samples is not None:
+        save_sample_grid(samples, labels, pair.num_classes, directory / SAMPLES_NAME)
+    path = write_record(directory, record)
+    return RunOutcome(record=record, record_path=path, ok=record["status"] == "completed")
+
+
+def _samples_per_class(settings: Any) -> int:
+    value = getattr(settings, "samples_per_class", None)
+    if not isinstance(value, int) or value < 1:
+        raise TypeError("a generator method's settings need an int samples_per_class >= 1")
+    return value
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(dpbench.__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _env(device: torch.device) -> dict:
+    from importlib.metadata import version
+
+    def v(name: str) -> str | None:
+        try:
+            return version(name)
+        except Exception:
+            return None
+
+    return {
+        "dpbench": dpbench.__version__, "api_version": API_VERSION, "torch": torch.__version__, "opacus": v("opacus"),
+        "torch-fidelity": v("torch-fidelity"), "python": platform.python_version(), "git_commit": _git_commit(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
+    }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _plain_info(info: dict) -> dict:
+    """The pair's provenance fields that belong in a JSON record (callables such as streams are left out)."""
+    plain = (str, int, float, bool, type(None), list, tuple, dict)
+    return {k: v for k, v in info.items() if k != "warnings" and isinstance(v, plain)}
+
+
+def _check_result(method: Method, result: MethodResult) -> None:
+    if not isinstance(result, MethodResult):
+        raise TypeError(f"method {method.name} returned {type(result).__name__}, expected MethodResult")
+    expected = Generator if method.produces == "generator" else Classifier
+    if not isinstance(result.artifact, expected):
+        raise TypeError(f"method {method.name} declares it produces a {method.produces}, but its artifact is not one")
+
+
+def _check_samples(samples: torch.Tensor, labels: torch.Tensor, pair) -> None:
+    shape = (len(labels), pair.channels, pair.image_size, pair.image_size)
+    if samples.dtype != torch.uint8 or tuple(samples.shape) != shape:
+        raise ValueError(f"generator returned {samples.dtype} {tuple(samples.shape)}, expected uint8 {shape}")

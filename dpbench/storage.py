@@ -1,0 +1,76 @@
+"""The ground floor: the one atomic writer and the one cache-key helper every stage uses.
+
+Nothing here imports another dpbench module, so records, caches and evaluators can all depend on it
+without imports running back up a floor.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: readers never see half a file."""
+    atomic_write(path, lambda handle: handle.write(data), mode)
+
+
+def atomic_write(path: Path, write: Callable[[io.BufferedWriter], Any], mode: int = 0o644) -> None:
+    """Call `write(handle)` on a temporary file beside `path`, then rename it into place (or remove it on error)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)  # mkstemp makes files owner-only; caches and records may be shared
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    import torch
+
+    atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def _canonical(value: Any) -> Any:
+    """JSON-able form with a stable order; non-finite floats as strings (JSON has none)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def canonical_json(fields: Any) -> str:
+    return json.dumps(_canonical(fields), sort_keys=True, separators=(",", ":"))
+
+
+def cache_key(fields: Any, length: int = 16) -> str:
+    """A short, stable hex digest of JSON-able `fields` (dict order and tuples vs lists do not matter)."""
+    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()[:length]
+
+
+def tensor_digest(*tensors: Any, length: int = 16) -> str:
+    """A digest of tensors' shapes, dtypes and contents (for data digests and cache keys over pixels)."""
+    h = hashlib.sha256()
+    for tensor in tensors:
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:length]
