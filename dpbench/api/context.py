@@ -18,6 +18,13 @@ if TYPE_CHECKING:
     from dpbench.privacy.engine import DPSettings, MakeBatch, PerExampleLoss, PrivateTrainer
 
 
+_WITHHELD = {
+    "data": "methods get ctx.public, ctx.private (a handle) and ctx.private_trainer(...), not the pair's splits",
+    "private_test": "the private test split is scored on, so only evaluators see it",
+    "private_train": "private examples are reached only through an engine from ctx.private_trainer(...)",
+}
+
+
 @dataclass(frozen=True)
 class PrivateSplit:
     """A handle to the private training split: its size and shape. Its examples are reached only through an
@@ -44,6 +51,11 @@ class MethodContext:
         self.stage_seconds: dict[str, float] = {}
         self.__books = books
         self.__registry = registry
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _WITHHELD:
+            raise PermissionError(f"a method's context has no '{name}': {_WITHHELD[name]}")
+        raise AttributeError(f"'MethodContext' object has no attribute '{name}'")
 
     def private_trainer(self, model: nn.Module, loss: "PerExampleLoss", make_batch: "MakeBatch",
                         settings: "DPSettings", *, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,

@@ -59,8 +59,12 @@ def calibrate_noise(epsilon: float, delta: float, sample_rate: float, steps: int
     if not prior:
         with warnings.catch_warnings():  # the search's large trial sigmas trip RDP's "largest alpha" warning
             warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
-            return get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
-                                        steps=steps, accountant=accountant, epsilon_tolerance=EPSILON_TOLERANCE)
+            try:
+                return get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
+                                            steps=steps, accountant=accountant, epsilon_tolerance=EPSILON_TOLERANCE)
+            except ValueError as exc:  # Opacus: "The privacy budget is too low."
+                raise PrivacyBudgetError(f"no noise level meets ε = {epsilon:g} at δ = {delta:g} with the "
+                                         f"'{accountant}' accountant ({exc})") from exc
     # Opacus's search covers one (q, steps) pair; with earlier stages the same bisection runs over the composition.
     def spent(sigma: float) -> float:
         return epsilon_of_history([*prior, (sigma, sample_rate, steps)], delta, accountant)
