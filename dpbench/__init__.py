@@ -42,8 +42,12 @@ __all__ = [
 _REMOVED = {"RunContext": "MethodContext", "PrivacyLedger": None}
 
 
+class RemovedInAPI1Error(ImportError):
+    """A name of the 0.1 plugin API. An ImportError, so `from dpbench import RunContext` keeps this message."""
+
+
 def __getattr__(name: str):
     if name in _REMOVED:
         instead = f" Use dpbench.{_REMOVED[name]} instead." if _REMOVED[name] else ""
-        raise AttributeError(f"dpbench.{name} was removed in plugin API {API_VERSION}.{instead} {MIGRATION_HINT}")
+        raise RemovedInAPI1Error(f"dpbench.{name} was removed in plugin API {API_VERSION}.{instead} {MIGRATION_HINT}")
     raise AttributeError(f"module 'dpbench' has no attribute '{name}'")
