@@ -1,12 +1,15 @@
-"""The README's minimal third-party plugin, installed as a distribution and run through `dpbench run`."""
+"""Third parties extend dpbench without touching its code: the README's minimal method plugin runs through
+`dpbench run` and `dpbench leaderboard`, and a BitFit scope plugin (plugins/dpbench-bitfit) runs on the built-in
+pixel backbone."""
 import json
 import re
+from pathlib import Path
 
 from click.testing import CliRunner
 
 from dpbench.cli import main
-from dpbench.privacy.accountant import recompute_epsilon
-from dpbench.privacy.ledger import PrivacyLedger
+from dpbench.privacy.accountant import epsilon_of_history
+from dpbench.run.records import read_records, validate_record
 from tests.conftest import REPO, install_fake_distribution
 
 
@@ -16,28 +19,71 @@ def _readme_plugin_source() -> str:
     return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
 
 
-def test_readme_plugin_runs_through_dpbench_run(plugin_path, tmp_path):
+def _run(runner, tmp_path, *args):
+    return runner.invoke(main, ["run", "--pair", "digits-mnist", "--out", str(tmp_path / "runs"),
+                                "--cache-dir", str(tmp_path / "cache"), "--json", *args])
+
+
+def test_readme_plugin_runs_through_run_and_leaderboard(plugin_path, tmp_path):
     install_fake_distribution(plugin_path, "dpbench-mean-image", "0.1.0", {"mean_image": "thirdparty_mean_image"},
                               {"thirdparty_mean_image": _readme_plugin_source()})
     runner = CliRunner()
     listed = json.loads(runner.invoke(main, ["list", "methods", "--json"]).stdout)
     assert any(m["name"] == "dp-mean-image" and m["plugin"] == "mean_image" for m in listed)
 
-    out = tmp_path / "runs"
-    result = runner.invoke(main, ["run", "--method", "dp-mean-image", "--pair", "digits-mnist", "--eps", "1",
-                                  "--preset", "smoke", "--evaluator", "accuracy", "--out", str(out),
-                                  "--cache-dir", str(tmp_path / "cache"), "--set", "steps=10", "--json"])
-    assert result.exit_code == 0, result.output
-    record = json.loads(result.stdout)
+    common = ["--method", "dp-mean-image", "--eps", "1", "--evaluator", "accuracy", "--set", "steps=10"]
+    smoke = _run(runner, tmp_path, *common, "--preset", "smoke")
+    assert smoke.exit_code == 0, smoke.output
+    record = json.loads(smoke.stdout)
     assert record["status"] == "completed"
     assert record["method"]["plugin"] == {"name": "mean_image", "distribution": "dpbench-mean-image", "version": "0.1.0"}
-    assert record["method"]["config"]["steps"] == 10
+    assert record["method"]["settings"]["steps"] == 10 and record["method"]["overrides"] == {"steps": "10"}
     privacy = record["privacy"]
-    assert privacy["steps"] == 10 and privacy["delta"] == 1e-5
-    assert privacy["epsilon"] <= 1.0
-    fields = {k: privacy[k] for k in ("accountant", "noise_multiplier", "sample_rate", "steps", "max_grad_norm",
-                                      "delta", "noise_multiplicity")}
-    assert recompute_epsilon(PrivacyLedger(**fields, epsilon_target=1.0)) == privacy["epsilon"]
+    assert privacy["steps"] == 10 and privacy["delta"] == 1e-5 and privacy["epsilon"] <= 1.0
+    history = [(s["noise_multiplier"], s["sample_rate"], s["steps"]) for s in privacy["stages"]]
+    assert epsilon_of_history(history, 1e-5, privacy["accountant"]) == privacy["epsilon"]
     assert 0.0 <= record["metrics"]["accuracy"]["value"] <= 1.0
-    path = out / "digits-mnist" / "dp-mean-image" / "eps1" / "seed0"
-    assert (path / "record.json").exists() and (path / "samples.png").exists()
+
+    # The same cell under the default preset, and under another config, lands beside it instead of over it.
+    default = _run(runner, tmp_path, *common, "--preset", "default")
+    other = _run(runner, tmp_path, *common, "--preset", "smoke", "--set", "batch_size=128")
+    assert default.exit_code == 0 and other.exit_code == 0, default.output + other.output
+    records = read_records(tmp_path / "runs")
+    assert sorted((r["preset"], r["method"]["overrides"].get("batch_size")) for r in records) == [
+        ("default", None), ("smoke", None), ("smoke", "128")]
+    assert len({r["_path"] for r in records}) == 3 and len({r["config_hash"] for r in records}) == 3
+    for r in records:
+        validate_record({k: v for k, v in r.items() if k != "_path"})
+        assert (Path(r["_path"]).parent / "samples.png").exists()
+
+    board = runner.invoke(main, ["leaderboard", "--runs", str(tmp_path / "runs"), "--output", str(tmp_path / "lb")])
+    assert board.exit_code == 0, board.output
+    text = (tmp_path / "lb" / "LEADERBOARD.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| dp-mean-image")]
+    assert len(rows) == 3
+    assert any("| smoke " in r and "batch_size=128" in r for r in rows)
+    assert any("| default " in r and "preset defaults" in r for r in rows)
+
+
+def test_bitfit_scope_plugin_runs_on_the_builtin_pixel_backbone(plugin_path, tmp_path):
+    source = (REPO / "plugins" / "dpbench-bitfit" / "dpbench_bitfit.py").read_text()
+    install_fake_distribution(plugin_path, "dpbench-bitfit", "0.1.0", {"bitfit": "thirdparty_bitfit"},
+                              {"thirdparty_bitfit": source})
+    runner = CliRunner()
+    scopes = json.loads(runner.invoke(main, ["list", "scopes", "--json"]).stdout)
+    assert {"name": "bitfit", "plugin": "bitfit"}.items() <= next(s for s in scopes if s["name"] == "bitfit").items()
+
+    result = _run(runner, tmp_path, "--method", "dp-loda", "--eps", "10", "--preset", "smoke", "--evaluator",
+                  "accuracy", "--set", "scope=bitfit")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["status"] == "completed" and record["method"]["notes"]["scope"] == "bitfit"
+    cost = record["cost"]
+    assert 0 < cost["trainable_parameters"] < 0.1 * cost["total_parameters"]  # biases only
+    assert record["privacy"]["epsilon"] <= 10
+
+
+def test_unknown_scope_is_bad_input_with_a_suggestion(tmp_path):
+    result = _run(CliRunner(), tmp_path, "--method", "dp-loda", "--eps", "10", "--preset", "smoke",
+                  "--set", "scope=lodaa")
+    assert result.exit_code == 2 and "Did you mean 'loda'" in result.output
