@@ -1,4 +1,4 @@
-"""The dpbench command line: run, list, plugins, leaderboard, data."""
+"""The dpbench command line: run, evaluate, list, plugins, leaderboard, data."""
 from __future__ import annotations
 
 import json
@@ -50,6 +50,7 @@ def main() -> None:
     Examples:
       dpbench list methods
       dpbench run --method dp-loda --pair digits-mnist --eps 10
+      dpbench evaluate runs/digits-mnist/dp-loda/<preset-hash>/eps10/seed0
       dpbench leaderboard --runs runs
     """
 
@@ -256,6 +257,43 @@ def data_check(pair_name, data_root, as_json):
     if as_json:
         click.echo(json.dumps(report, indent=2))
     sys.exit(0 if usable else 1)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--evaluator", "evaluators", multiple=True, help="Evaluator to run (repeatable; default: all that score generators).")
+@click.option("--data-root", default=None, envvar=DATA_ROOT_ENV, show_envvar=True, help="Folder with the real datasets' files.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--cache-dir", default=".dpbench-cache", envvar=CACHE_ENV, show_envvar=True, show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Inception weights and FID statistics cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print the updated record as JSON on stdout.")
+def evaluate(run_dir, evaluators, data_root, device, cache_dir, as_json):
+    """Re-score a finished generator run from its synthetic.npz (no sampling) and update its record atomically.
+
+    \b
+    Examples:
+      dpbench evaluate runs/digits-mnist/dp-loda/default-1a2b3c4d5e/eps10/seed0
+      dpbench evaluate RUN_DIR --evaluator fid --json
+    """
+    from dpbench.run.progress import RichProgress
+    from dpbench.run.rescore import rescore
+    from dpbench.run.runner import RunInputError
+
+    registry = load_registry()
+    _report_broken_plugins(registry)
+    try:
+        with RichProgress() as progress:
+            record = rescore(registry, run_dir, progress, evaluators=list(evaluators) or None, data_root=data_root,
+                             device=device, cache_dir=cache_dir)
+    except (UnknownNameError, RunInputError) as exc:
+        raise click.UsageError(str(exc)) from None
+    except (DataMissingError, FileNotFoundError, ValueError) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(_jsonable(record), indent=2))
+    else:
+        _print_result(record, run_dir / "record.json")
 
 
 @main.command()

@@ -49,8 +49,8 @@ def test_readme_plugin_runs_through_run_and_leaderboard(plugin_path, tmp_path):
     other = _run(runner, tmp_path, *common, "--preset", "smoke", "--set", "batch_size=128")
     assert default.exit_code == 0 and other.exit_code == 0, default.output + other.output
     records = read_records(tmp_path / "runs")
-    assert sorted((r["preset"], r["method"]["overrides"].get("batch_size")) for r in records) == [
-        ("default", None), ("smoke", None), ("smoke", "128")]
+    assert sorted((r["preset"], r["method"]["overrides"].get("batch_size", "")) for r in records) == [
+        ("default", ""), ("smoke", ""), ("smoke", "128")]
     assert len({r["_path"] for r in records}) == 3 and len({r["config_hash"] for r in records}) == 3
     for r in records:
         validate_record({k: v for k, v in r.items() if k != "_path"})

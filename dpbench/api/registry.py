@@ -5,7 +5,7 @@ import difflib
 import importlib
 import inspect
 import os
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -14,15 +14,10 @@ import pluggy
 from dpbench.api import hookspecs
 from dpbench.api.types import BackboneBuilder, Evaluator, Method, PublishedResult, Scope
 from dpbench.data.types import PairSpec
+from dpbench.version import API_VERSION, MIGRATION_HINT  # noqa: F401 - re-exported
 
 ENTRY_POINT_GROUP = "dpbench"
 LOAD_PLUGINS_ENV = "DPBENCH_LOAD_PLUGINS"
-API_VERSION = "1.0"
-MIGRATION_HINT = ("dpbench API 1.0 changed the method contract: `configure(preset, pair) -> dict` became "
-                  "`settings(preset, pair)` returning a `Settings` dataclass, `train(ctx, settings)` gets its DP "
-                  "engine from `ctx.private_trainer(...)`, and `MethodResult` no longer carries a ledger. "
-                  "See docs/plugins.md, 'Migrating from 0.1'.")
-
 # kind -> (registry table attribute, expected type, hook name)
 KINDS = {
     "method": ("methods", Method, "dpbench_register_methods"),
@@ -103,6 +98,9 @@ def check_method_api(method: Method) -> None:
         legacy = len(params) != 2
     if legacy:
         raise PluginAPIError(f"method '{method.name}' was written for the dpbench 0.1 plugin API. {MIGRATION_HINT}")
+    if method.produces == "generator" and "samples_per_class" not in {f.name for f in fields(method.Settings)}:
+        raise PluginAPIError(f"generator method '{method.name}' needs an int setting `samples_per_class` (how many "
+                             "synthetic images per class the harness draws and scores)")
 
 
 def _collector(registry: Registry, kind: str, plugin: LoadedPlugin):

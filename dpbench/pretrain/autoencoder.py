@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from dpbench.data.types import ImageSet
 from dpbench.models.autoencoder import Autoencoder, AutoencoderConfig, LatentCodec
 from dpbench.models.diffusion import to_model_range
-from dpbench.storage import atomic_torch_save, cache_key
+from dpbench.storage import atomic_torch_save, cache_key, tensor_digest
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ def public_autoencoder(public: ImageSet, config: AutoencoderConfig, training: Au
     """The autoencoder trained on the public split only (cached), as a frozen codec."""
     if not isinstance(public, ImageSet):
         raise TypeError("public_autoencoder takes the public ImageSet only")
-    key = cache_key({"pair": pair_name, "ae": config.key(), "train": asdict(training), "seed": seed}, length=20)
+    key = cache_key({"pair": pair_name, "ae": config.key(), "train": asdict(training), "seed": seed,
+                     "public_digest": tensor_digest(public.images, public.labels)}, length=20)
     path = Path(cache_dir) / "autoencoder" / f"{pair_name}-{key}.pt"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -16,7 +16,7 @@ import torch
 from dpbench.data.types import ImageSet
 from dpbench.models.diffusion import P_UNCOND, DiffusionSchedule, diffusion_loss, drop_labels, to_model_range
 from dpbench.models.unet import ClassConditionalUNet, UNetConfig
-from dpbench.storage import atomic_torch_save, cache_key
+from dpbench.storage import atomic_torch_save, cache_key, tensor_digest
 
 CACHE_FORMAT = 1  # bump when the training code changes what a cached entry means
 
@@ -57,8 +57,10 @@ class PublicStream:
 
 
 def pretrain_cache_path(pair_name: str, config: UNetConfig, train: PretrainConfig, seed: int, cache_dir: Path,
-                        encoder_key: str | None = None, stream: PublicStream | None = None) -> Path:
-    fields = {"format": CACHE_FORMAT, "pair": pair_name, "unet": config.key(), "train": train.to_dict(), "seed": seed}
+                        encoder_key: str | None = None, stream: PublicStream | None = None,
+                        public_digest: str | None = None) -> Path:
+    fields = {"format": CACHE_FORMAT, "pair": pair_name, "unet": config.key(), "train": train.to_dict(), "seed": seed,
+              "public_digest": public_digest}
     if encoder_key is not None:  # a latent U-Net belongs to the autoencoder whose latents it learnt
         fields["encoder"] = encoder_key
     if stream is not None:
@@ -90,7 +92,8 @@ def pretrained_unet(
         raise TypeError("pretrained_unet takes the public ImageSet only")
     device = torch.device(device)
     encoder_key = getattr(encoder, "cache_key", None) if encoder is not None else None
-    path = pretrain_cache_path(pair_name, config, train, seed, cache_dir, encoder_key, stream)
+    path = pretrain_cache_path(pair_name, config, train, seed, cache_dir, encoder_key, stream,
+                               public_digest=tensor_digest(public.images, public.labels))
     model = _init_model(config, seed)
     if path.exists():
         entry = torch.load(path, map_location="cpu", weights_only=True)

@@ -23,6 +23,7 @@ from torch.func import functional_call, grad, vmap
 
 from dpbench.privacy.accountant import ACCOUNTANTS, DEFAULT_ACCOUNTANT, calibrate_noise, epsilon_of_history
 from dpbench.privacy.ledger import PrivacyStage
+from dpbench.version import removed
 
 # loss(model_fn, example) -> scalar, where example holds one private example's tensors (no batch dim)
 # and model_fn(*inputs) runs the model with the parameters being differentiated.
@@ -193,3 +194,13 @@ class PrivateTrainer:
                 task.advance(1, **({"eps": self.epsilon_so_far()} if report else {}))
         if task:
             task.close()
+
+
+_REMOVED = {"DPConfig": "dpbench.DPSettings with ctx.private_trainer(...)", "DPSGDEngine": "ctx.private_trainer(...)",
+            "plan_privacy": "ctx.private_trainer(...)"}
+
+
+def __getattr__(name: str):
+    if name in _REMOVED:
+        raise removed(__name__, name, _REMOVED[name])
+    raise AttributeError(f"module '{__name__}' has no attribute '{name}'")

@@ -127,8 +127,10 @@ def render(records: list[dict], sample_links: dict | None = None, published: lis
             for title, group in groups:
                 metrics = [m for m in metric_order if m in group and group[m].notna().any()]
                 lines += [f"## {pair}, {title}", "", _table(group, metrics, direction, pair, sample_links), ""]
-    if published:
-        lines += _published_section(list(published))
+    pairs = set(frame["pair"]) if not frame.empty else set()
+    shown = [p for p in published if not p.pairs or pairs & set(p.pairs)]
+    if shown:
+        lines += _published_section(shown)
     return "\n".join(lines) + "\n"
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 import dpbench
-from dpbench.api.context import EvalContext, MethodContext, PrivateSplit
+from dpbench.api.context import EvalContext, MethodContext, PrivateSplit, StageTimer
 from dpbench.api.registry import API_VERSION, Registry
 from dpbench.api.settings import SettingError, apply_overrides, as_dict, check
 from dpbench.api.types import PRESETS, Classifier, Generator, Method, MethodResult
@@ -25,6 +25,7 @@ from dpbench.privacy.accountant import DEFAULT_ACCOUNTANT, validate_ledger
 from dpbench.privacy.books import PrivacyBooks
 from dpbench.privacy.ledger import PrivacyLedger
 from dpbench.run.records import SAMPLES_NAME, SCHEMA_VERSION, run_dir, write_record
+from dpbench.run.synthetic import save_synthetic
 from dpbench.storage import cache_key, tensor_digest
 
 
@@ -185,11 +186,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
                                artifact=result.artifact, produces=method.produces, samples=samples,
                                sample_labels=labels, seed=request.seed, device=device, preset=request.preset,
                                progress=progress, cache_dir=Path(request.cache_dir))
-        for evaluator in resolved.evaluators:
-            with ctx.stage(f"eval_{evaluator.name}"):
-                for metric in evaluator.evaluate(eval_ctx):
-                    record["metrics"][metric.name] = {"value": metric.value, "higher_is_better": metric.higher_is_better,
-                                                      "reference": metric.reference, "evaluator": evaluator.name, **metric.extra}
+        record["metrics"].update(evaluate_all(resolved.evaluators, eval_ctx, ctx.stage_seconds))
         record["cost"] = cost_section(ctx.stage_seconds, device, result.trainable_parameters, result.total_parameters)
         record["method"]["notes"] = result.notes
         record["status"] = "completed"
@@ -199,9 +196,24 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
         record["cost"] = record["cost"] or {"wall_seconds": dict(ctx.stage_seconds)}
     record["finished_at"] = _now()
     if record["status"] == "completed" and samples is not None:
+        record["synthetic"] = save_synthetic(directory, samples, labels)
         save_sample_grid(samples, labels, pair.num_classes, directory / SAMPLES_NAME)
     path = write_record(directory, record)
     return RunOutcome(record=record, record_path=path, ok=record["status"] == "completed")
+
+
+def evaluate_all(evaluators, eval_ctx: EvalContext, stage_seconds: dict[str, float]) -> dict:
+    """Every evaluator's metrics as the record stores them, each evaluator timed as its own stage."""
+    metrics = {}
+    for evaluator in evaluators:
+        with StageTimer(stage_seconds, f"eval_{evaluator.name}", eval_ctx.device):
+            for metric in evaluator.evaluate(eval_ctx):
+                if metric.name in metrics:
+                    raise ValueError(f"evaluators '{metrics[metric.name]['evaluator']}' and '{evaluator.name}' both "
+                                     f"report a metric named '{metric.name}'")
+                metrics[metric.name] = {"value": metric.value, "higher_is_better": metric.higher_is_better,
+                                        "reference": metric.reference, "evaluator": evaluator.name, **metric.extra}
+    return metrics
 
 
 def _samples_per_class(settings: Any) -> int:

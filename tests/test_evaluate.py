@@ -1,0 +1,65 @@
+"""Every generator run keeps its synthetic set; `dpbench evaluate RUN_DIR` re-scores it without sampling again."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dpbench.cli import main
+from dpbench.run.records import read_records, validate_record
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    result = CliRunner().invoke(main, ["run", "--method", "public-only", "--pair", "digits-mnist", "--eps", "0",
+                                       "--preset", "smoke", "--evaluator", "accuracy", "--out", str(root / "runs"),
+                                       "--cache-dir", str(root / "cache"), "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    directory = next((root / "runs").rglob("record.json")).parent
+    return root, directory, record
+
+
+def test_generator_run_saves_what_it_scored(smoke_run):
+    _, directory, record = smoke_run
+    section = record["synthetic"]
+    assert section["file"] == "synthetic.npz" and section["n"] == 200 and section["shape"] == [1, 28, 28]
+    with np.load(directory / "synthetic.npz") as arrays:
+        assert arrays["images"].dtype == np.uint8 and arrays["images"].shape == (200, 1, 28, 28)
+        assert arrays["labels"].dtype == np.int64 and sorted(set(arrays["labels"].tolist())) == list(range(10))
+
+
+def test_evaluate_rescores_from_the_file_and_updates_the_record(smoke_run):
+    root, directory, record = smoke_run
+    before = record["metrics"]["accuracy"]["value"]
+    result = CliRunner().invoke(main, ["evaluate", str(directory), "--evaluator", "accuracy",
+                                       "--cache-dir", str(root / "cache"), "--json"])
+    assert result.exit_code == 0, result.output
+    updated = json.loads(result.stdout)
+    assert updated["metrics"]["accuracy"]["value"] == pytest.approx(before)  # same samples, same seed
+    assert len(updated["rescored"]) == 1 and "accuracy" in updated["rescored"][0]["evaluators"]
+    on_disk = read_records(root / "runs")[0]
+    validate_record({k: v for k, v in on_disk.items() if k != "_path"})
+    assert on_disk["rescored"] == updated["rescored"]
+
+
+def test_evaluate_refuses_a_changed_synthetic_set(smoke_run, tmp_path):
+    _, directory, _ = smoke_run
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for name in ("record.json", "synthetic.npz"):
+        (copy / name).write_bytes((directory / name).read_bytes())
+    with np.load(copy / "synthetic.npz") as arrays:
+        images, labels = arrays["images"].copy(), arrays["labels"]
+    images[0] = 255 - images[0]
+    np.savez_compressed(copy / "synthetic.npz", images=images, labels=labels)
+    before = (copy / "record.json").read_text()
+    result = CliRunner().invoke(main, ["evaluate", str(copy), "--evaluator", "accuracy"])
+    assert result.exit_code == 2 and "does not match the digest" in result.output
+    assert (copy / "record.json").read_text() == before
+
+
+def test_evaluate_names_a_folder_without_a_record(tmp_path):
+    result = CliRunner().invoke(main, ["evaluate", str(tmp_path)])
+    assert result.exit_code == 2 and "holds no record.json" in result.output
