@@ -14,6 +14,8 @@ from dpbench.models.diffusion import DiffusionSchedule
 class PublicOnlySettings:
     backbone: str = dpbench.setting("pixel", "registered public backbone to sample from")
     ddim_steps: int = dpbench.setting(20, "DDIM sampling steps", minimum=1)
+    ddim_eta: float = dpbench.setting(1.0, "DDIM stochasticity eta: 0 deterministic, 1 DDPM-like", minimum=0,
+                                      below=1.0001)
     guidance_scale: float = dpbench.setting(2.0, "classifier-free guidance scale w", minimum=0)
     samples_per_class: int = dpbench.setting(100, "synthetic images drawn per class for evaluation", minimum=1)
 
@@ -43,7 +45,8 @@ class PublicOnly(dpbench.Method):
         backbone = ctx.backbone(settings.backbone)
         total = sum(p.numel() for p in backbone.unet.parameters())
         generator = DiffusionGenerator(backbone.unet.eval(), DiffusionSchedule(), backbone.sample_shape,
-                                       ddim_steps=settings.ddim_steps, guidance_scale=settings.guidance_scale,
+                                       ddim_steps=settings.ddim_steps, ddim_eta=settings.ddim_eta,
+                                       guidance_scale=settings.guidance_scale,
                                        batch_size=SAMPLING_BATCH, device=ctx.device, codec=backbone.codec)
         return dpbench.MethodResult(artifact=generator, trainable_parameters=0, total_parameters=total,
                                     notes={"backbone": settings.backbone})

@@ -60,16 +60,19 @@ class DiffusionGenerator:
     """A class-conditional generator: a noise predictor sampled with DDIM and classifier-free guidance."""
 
     def __init__(self, model: nn.Module, schedule: DiffusionSchedule, image_shape: tuple[int, int, int], *,
-                 ddim_steps: int, guidance_scale: float, batch_size: int, device: torch.device, codec=None) -> None:
+                 ddim_steps: int, guidance_scale: float, batch_size: int, device: torch.device, codec=None,
+                 ddim_eta: float = 1.0) -> None:
         self.model, self.schedule, self.image_shape, self.codec = model, schedule, image_shape, codec
         self.ddim_steps, self.guidance_scale, self.batch_size, self.device = ddim_steps, guidance_scale, batch_size, device
+        self.ddim_eta = ddim_eta
 
     def sample(self, labels: torch.Tensor, seed: int, progress=None) -> torch.Tensor:
         generator = torch.Generator(device=self.device).manual_seed(seed)
         batches = -(-len(labels) // self.batch_size)
         task = progress.task("sample (DDIM)", total=batches) if progress else None
         images = ddim_sample(self.model, labels.to(self.device), self.image_shape, self.schedule,
-                             steps=self.ddim_steps, guidance_scale=self.guidance_scale, generator=generator,
+                             steps=self.ddim_steps, guidance_scale=self.guidance_scale, eta=self.ddim_eta,
+                             generator=generator,
                              batch_size=self.batch_size, progress_callback=(lambda n: task.advance(1)) if task else None,
                              decode=self.codec.decode if self.codec is not None else None)
         if task:
