@@ -1,4 +1,4 @@
-"""The dpbench command line: run, evaluate, list, plugins, leaderboard, data."""
+"""The dpbench command line: run, evaluate, pretrain, list, plugins, leaderboard, data."""
 from __future__ import annotations
 
 import json
@@ -70,15 +70,18 @@ def main() -> None:
 @click.option("--download", is_flag=True, help="Let torchvision fetch the pair's missing files first (needs a network).")
 @click.option("--cache-dir", default=".dpbench-cache", envvar=CACHE_ENV, show_envvar=True, show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Pre-training, Inception weights and FID statistics cache.")
+@click.option("--rebuild-backbone", is_flag=True, help="Ignore shipped public backbones and pre-train them locally.")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON on stdout.")
-def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, overrides, data_root, download, cache_dir, as_json):
+def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, overrides, data_root, download, cache_dir,
+        rebuild_backbone, as_json):
     """Fine-tune METHOD on PAIR under (EPS, DELTA)-DP, evaluate it, and write its record."""
     from dpbench.run.progress import RichProgress
     from dpbench.run.runner import RunInputError, RunRequest, execute
 
     request = RunRequest(method=method, pair=pair, epsilon=epsilon, delta=delta, seed=seed, preset=preset, out=out,
                          device=device, cache_dir=cache_dir, data_root=data_root,
-                         evaluators=list(evaluators) or None, overrides=dict(_parse_override(o) for o in overrides))
+                         evaluators=list(evaluators) or None, overrides=dict(_parse_override(o) for o in overrides),
+                         rebuild_backbone=rebuild_backbone)
     registry = load_registry()
     _report_broken_plugins(registry)
     try:
@@ -257,6 +260,50 @@ def data_check(pair_name, data_root, as_json):
     if as_json:
         click.echo(json.dumps(report, indent=2))
     sys.exit(0 if usable else 1)
+
+
+@main.command()
+@click.option("--pair", required=True, help="Pair whose public split trains the backbone.")
+@click.option("--backbone", default="pixel", show_default=True, help="Registered backbone (see `dpbench list backbones`).")
+@click.option("--preset", default="default", show_default=True, type=click.Choice(["default", "smoke", "paper"]))
+@click.option("--output", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the weights and recipe (default: the backbone plugin's shipped-weights folder).")
+@click.option("--data-root", default=None, envvar=DATA_ROOT_ENV, show_envvar=True, help="Folder with the real datasets' files.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--cache-dir", default=".dpbench-cache", envvar=CACHE_ENV, show_envvar=True, show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Pre-training cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+def pretrain(pair, backbone, preset, output, data_root, device, cache_dir, as_json):
+    """Pre-train PAIR's public backbone by its recipe (public data only) and write it with the recipe beside it.
+
+    This is how the shipped backbones are made; it prints how long training took.
+
+    \b
+    Examples:
+      dpbench pretrain --pair digits-mnist
+      dpbench pretrain --pair digits-mnist --preset smoke --output /tmp/weights --json
+    """
+    from dpbench.run.export import export_backbone
+    from dpbench.run.progress import RichProgress
+
+    registry = load_registry()
+    _report_broken_plugins(registry)
+    try:
+        with RichProgress() as progress:
+            summary = export_backbone(registry, pair=pair, backbone=backbone, preset=preset, output=output,
+                                      cache_dir=cache_dir, device=device, data_root=data_root, progress=progress)
+    except UnknownNameError as exc:
+        raise click.UsageError(str(exc)) from None
+    except NotImplementedError as exc:
+        raise click.UsageError(str(exc)) from None
+    except DataMissingError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"pre-trained {backbone} for {pair} ({preset}) in {summary['seconds']:.0f} s; wrote "
+                   + ", ".join(summary["files"]))
 
 
 @main.command()

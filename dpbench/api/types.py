@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -148,6 +149,10 @@ class BackboneBuilder(abc.ABC):
 
     @abc.abstractmethod
     def build(self, ctx: "MethodContext") -> Backbone: ...
+
+    def export(self, ctx: "MethodContext", directory: Path) -> tuple[Path, ...]:
+        """Write the backbone's weights and recipe for shipping (`dpbench pretrain`); optional."""
+        raise NotImplementedError(f"backbone '{self.name}' does not export shipped weights")
 
 
 @dataclass(frozen=True)

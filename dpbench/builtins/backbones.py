@@ -6,15 +6,27 @@ backbone reuses one cache entry.
 - latent: an autoencoder (f=4) trained on the public images, and a class-conditional U-Net on its latents
   (latent diffusion, Rombach et al. 2022). Neither ever sees private data.
 """
+from pathlib import Path
+
 import dpbench
 from dpbench.models.autoencoder import AutoencoderConfig
 from dpbench.models.unet import UNetConfig
+from dpbench.pretrain.augment import Augmentation
 from dpbench.pretrain.autoencoder import AutoencoderTraining, public_autoencoder
-from dpbench.pretrain.unet import PretrainConfig, PublicStream, pretrained_unet
+from dpbench.pretrain.shipped import ShippedStore
+from dpbench.pretrain.unet import PretrainConfig, PublicStream, cached_meta, pretrained_unet
+from dpbench.storage import tensor_digest
 
 PRETRAIN_PRESETS = {
     "smoke": PretrainConfig(steps=30, batch_size=32),
-    "default": PretrainConfig(steps=1000, batch_size=64),  # ~3 min on 2 CPU cores at width 16
+    # 6,000 steps with augmentation: ~13 min on 2 CPU cores at width 16, paid once by `dpbench pretrain` and
+    # shipped with the package (the cache key covers this config, so the shipped file matches it exactly)
+    "default": PretrainConfig(steps=6000, batch_size=64, augmentation=Augmentation()),
+    "paper": PretrainConfig(steps=20000, batch_size=128, augmentation=Augmentation()),
+}
+LATENT_PRETRAIN_PRESETS = {  # latents are encoded once, so the latent U-Net trains without augmentation
+    "smoke": PretrainConfig(steps=30, batch_size=32),
+    "default": PretrainConfig(steps=1000, batch_size=64),
     "paper": PretrainConfig(steps=20000, batch_size=128),
 }
 AUTOENCODER_PRESETS = {
@@ -25,6 +37,8 @@ AUTOENCODER_PRESETS = {
 PIXEL_WIDTH = {"smoke": 8, "default": 16, "paper": 64}  # 16: ~0.18 s per batch-64 step on 2 CPU cores
 LATENT_WIDTH = {"smoke": 16, "default": 32, "paper": 128}  # latents are 16x smaller than pixels: wider is cheap
 PRETRAIN_SEED = 0  # one public backbone per pair and config, shared by every run seed
+PIXEL_RECIPE_VERSION = 1  # bump whenever the pixel backbone's recipe changes (code, data handling, settings)
+WEIGHTS_DIR = Path(__file__).with_name("weights")  # shipped public backbones, each with its recipe beside it
 
 
 def public_stream(ctx) -> PublicStream | None:
@@ -39,16 +53,46 @@ def public_stream(ctx) -> PublicStream | None:
 
 class PixelBackbone(dpbench.BackboneBuilder):
     name = "pixel"
-    description = "class-conditional U-Net on the pair's pixels, pre-trained on the public split"
+    description = "class-conditional U-Net on the pair's pixels, pre-trained on the public split (shipped for some pairs)"
+
+    def _config(self, ctx) -> UNetConfig:
+        return UNetConfig.for_images(ctx.pair.image_size, ctx.pair.channels, ctx.pair.num_classes,
+                                     base_channels=PIXEL_WIDTH[ctx.preset])
+
+    def recipe(self, ctx) -> dict:
+        """Everything the shipped weights depend on; a shipped file is used only when this matches exactly."""
+        config, train = self._config(ctx), PRETRAIN_PRESETS[ctx.preset]
+        stream = public_stream(ctx)
+        return {"recipe_version": PIXEL_RECIPE_VERSION, "pair": ctx.pair.name, "preset": ctx.preset,
+                "unet": config.to_dict(), "unet_key": config.key(), "train": train.to_dict(), "seed": PRETRAIN_SEED,
+                "public_digest": tensor_digest(ctx.public.images, ctx.public.labels),
+                "stream": stream.key() if stream else None}
+
+    def _unet(self, ctx, shipped: bool):
+        store = (ShippedStore(WEIGHTS_DIR, rebuild=ctx.rebuild_backbone), self.shipped_name(ctx), self.recipe(ctx),
+                 f"run `dpbench pretrain --pair {ctx.pair.name} --preset {ctx.preset}` or pass --rebuild-backbone") \
+            if shipped else None
+        return pretrained_unet(ctx.public, self._config(ctx), PRETRAIN_PRESETS[ctx.preset], pair_name=ctx.pair.name,
+                               seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir, device=ctx.device, progress=ctx.progress,
+                               stream=public_stream(ctx), shipped=store)
+
+    def shipped_name(self, ctx) -> str:
+        return f"{ctx.pair.name}-pixel-{ctx.preset}"
 
     def build(self, ctx):
-        config = UNetConfig.for_images(ctx.pair.image_size, ctx.pair.channels, ctx.pair.num_classes,
-                                       base_channels=PIXEL_WIDTH[ctx.preset])
         with ctx.stage("pretrain"):
-            unet = pretrained_unet(ctx.public, config, PRETRAIN_PRESETS[ctx.preset], pair_name=ctx.pair.name,
-                                   seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir, device=ctx.device,
-                                   progress=ctx.progress, stream=public_stream(ctx))
+            unet = self._unet(ctx, shipped=True)
         return dpbench.Backbone(unet, None, (ctx.pair.channels, ctx.pair.image_size, ctx.pair.image_size))
+
+    def export(self, ctx, directory):
+        """Train (or take from the local cache) the backbone of the current recipe and write it for shipping."""
+        with ctx.stage("pretrain"):
+            unet = self._unet(ctx, shipped=False)
+        meta = cached_meta(ctx.public, self._config(ctx), PRETRAIN_PRESETS[ctx.preset], pair_name=ctx.pair.name,
+                           seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir, stream=public_stream(ctx))
+        extra = {"train_seconds": meta.get("train_seconds"), "command": f"dpbench pretrain --pair {ctx.pair.name} "
+                 f"--backbone pixel --preset {ctx.preset}", "parameters": sum(p.numel() for p in unet.parameters())}
+        return ShippedStore(directory).write(self.shipped_name(ctx), unet.state_dict(), self.recipe(ctx), extra)
 
 
 class LatentBackbone(dpbench.BackboneBuilder):
@@ -66,7 +110,7 @@ class LatentBackbone(dpbench.BackboneBuilder):
             codec = public_autoencoder(ctx.public, ae, AUTOENCODER_PRESETS[ctx.preset], pair_name=ctx.pair.name,
                                        seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir, device=ctx.device,
                                        progress=ctx.progress)
-            unet = pretrained_unet(ctx.public, config, PRETRAIN_PRESETS[ctx.preset], pair_name=ctx.pair.name,
+            unet = pretrained_unet(ctx.public, config, LATENT_PRETRAIN_PRESETS[ctx.preset], pair_name=ctx.pair.name,
                                    seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir, device=ctx.device,
                                    progress=ctx.progress, encoder=codec, stream=public_stream(ctx))
         return dpbench.Backbone(unet, codec, (ae.latent_channels, size, size))

@@ -7,6 +7,7 @@ run seed that needs the same backbone reuses it.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -16,6 +17,8 @@ import torch
 from dpbench.data.types import ImageSet
 from dpbench.models.diffusion import P_UNCOND, DiffusionSchedule, diffusion_loss, drop_labels, to_model_range
 from dpbench.models.unet import ClassConditionalUNet, UNetConfig
+from dpbench.pretrain.augment import Augmentation, augment
+from dpbench.pretrain.shipped import ShippedStore
 from dpbench.storage import atomic_torch_save, cache_key, tensor_digest
 
 CACHE_FORMAT = 1  # bump when the training code changes what a cached entry means
@@ -31,9 +34,12 @@ class PretrainConfig:
     # EMA of weights (Ho et al. 2020 use 0.9999 over 800k steps); with warm-up, since runs here are short.
     ema_decay: float | None = 0.999
     grad_clip: float = 1.0  # gradient-norm clipping at 1 (Ho et al. 2020)
+    augmentation: Augmentation | None = None  # pixel backbones only: latents are encoded once, before training
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["augmentation"] = self.augmentation.to_dict() if self.augmentation else None
+        return d
 
 
 @dataclass(frozen=True)
@@ -82,11 +88,13 @@ def pretrained_unet(
     progress=None,
     encoder=None,
     stream: PublicStream | None = None,
+    shipped: tuple[ShippedStore, str, dict, str] | None = None,
 ) -> ClassConditionalUNet:
     """The U-Net pre-trained on `public` (loaded from the cache when present), on `device`, in eval mode.
 
     With `encoder` (a public-trained LatentCodec), the U-Net learns the public images' latents instead.
     With `stream`, training starts unconditionally on the streamed public set (see PublicStream).
+    With `shipped` (store, name, recipe, hint), weights shipped for exactly this recipe are used as they are.
     """
     if not isinstance(public, ImageSet):
         raise TypeError("pretrained_unet takes the public ImageSet only")
@@ -95,6 +103,12 @@ def pretrained_unet(
     path = pretrain_cache_path(pair_name, config, train, seed, cache_dir, encoder_key, stream,
                                public_digest=tensor_digest(public.images, public.labels))
     model = _init_model(config, seed)
+    if shipped is not None:
+        store, name, recipe, hint = shipped
+        state = store.load(name, recipe, hint)
+        if state is not None:
+            model.load_state_dict(state)
+            return model.to(device).eval()
     if path.exists():
         entry = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(entry["state_dict"])
@@ -107,17 +121,34 @@ def pretrained_unet(
         phases.append(("pre-train (public, unconditional)", steps,
                        _stream_batches(stream, train.batch_size, model.null_class, encode, seed)))
     if stream is None or stream.conditional_after:
-        phases.append(("pre-train (public)", train.steps - sum(p[1] for p in phases),
-                       _tensor_batches(encode(public.images), public.labels, train.batch_size, train.p_uncond,
-                                       model.null_class, gen)))
+        batches = _tensor_batches(encode(public.images), public.labels, train.batch_size, train.p_uncond,
+                                  model.null_class, gen)
+        if train.augmentation is not None:
+            if encoder is not None:
+                raise ValueError("augmentation applies to pixel backbones only")
+            batches = ((augment(x0, train.augmentation, gen), y) for x0, y in batches)
+        phases.append(("pre-train (public)", train.steps - sum(p[1] for p in phases), batches))
+    started = time.perf_counter()
     state = _train(model, phases, train, gen, device, progress)
+    train_seconds = time.perf_counter() - started
     model.load_state_dict(state)
     atomic_torch_save(
         {"state_dict": state, "meta": {"pair": pair_name, "unet": config.to_dict(), "train": train.to_dict(),
-                                       "seed": seed, "format": CACHE_FORMAT, "n_public": len(public)}},
+                                       "seed": seed, "format": CACHE_FORMAT, "n_public": len(public),
+                                       "train_seconds": train_seconds}},
         path,
     )
     return model.to(device).eval()
+
+
+def cached_meta(public: ImageSet, config: UNetConfig, train: PretrainConfig, *, pair_name: str, seed: int,
+                cache_dir: Path, encoder_key: str | None = None, stream: PublicStream | None = None) -> dict:
+    """The metadata of the cache entry `pretrained_unet` would use ({} when there is none)."""
+    path = pretrain_cache_path(pair_name, config, train, seed, cache_dir, encoder_key, stream,
+                               public_digest=tensor_digest(public.images, public.labels))
+    if not path.exists():
+        return {}
+    return torch.load(path, map_location="cpu", weights_only=True).get("meta", {})
 
 
 def _init_model(config: UNetConfig, seed: int) -> ClassConditionalUNet:

@@ -51,6 +51,7 @@ class RunRequest:
     data_root: str | None = None
     evaluators: list[str] | None = None  # None: every registered evaluator that applies
     overrides: dict = field(default_factory=dict)  # setting -> text (parsed by type) or typed value
+    rebuild_backbone: bool = False
 
 
 @dataclass
@@ -161,7 +162,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
     ctx = MethodContext(pair=pair, public=data.public_train, public_info=dict(data.info), private=private,
                         books=books, registry=registry, epsilon=request.epsilon, delta=request.delta,
                         seed=request.seed, device=device, preset=request.preset, progress=progress,
-                        cache_dir=Path(request.cache_dir))
+                        cache_dir=Path(request.cache_dir), rebuild_backbone=request.rebuild_backbone)
     reset_peak_memory(device)
     samples = labels = None
     try:

@@ -1,0 +1,32 @@
+"""`dpbench pretrain`: train a pair's public backbone by its recipe and write it, with the recipe, for shipping."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from dpbench.api.context import MethodContext
+from dpbench.api.registry import Registry
+from dpbench.run.runner import resolve_device
+
+
+def export_backbone(registry: Registry, *, pair: str, backbone: str, preset: str, output: Path | None,
+                    cache_dir: Path, device: str, data_root: str | None, progress) -> dict:
+    """Pre-train on the public split only (the context holds no private data) and export; returns a summary."""
+    spec, builder = registry.pair(pair), registry.backbone(backbone)
+    data = spec.load(data_root)
+    ctx = MethodContext(pair=spec, public=data.public_train, public_info=dict(data.info), private=None, books=None,
+                        registry=registry, epsilon=0.0, delta=1e-5, seed=0, device=resolve_device(device),
+                        preset=preset, progress=progress, cache_dir=cache_dir, rebuild_backbone=True)
+    started = time.perf_counter()
+    directory = Path(output) if output is not None else None
+    paths = builder.export(ctx, directory) if directory is not None else builder.export(ctx, _default_dir(builder))
+    return {"pair": pair, "backbone": backbone, "preset": preset, "files": [str(p) for p in paths],
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _default_dir(builder) -> Path:
+    """Where the builder's package keeps its shipped weights (its `weights/` folder)."""
+    import importlib
+
+    module = importlib.import_module(type(builder).__module__)
+    return Path(module.__file__).with_name("weights")

@@ -1,0 +1,100 @@
+"""Shipped public backbones: the recipe beside the weights must match what the code would train now."""
+import json
+
+import pytest
+import torch
+
+import dpbench.builtins.backbones as backbones
+from dpbench.api.context import MethodContext
+from dpbench.api.registry import load_registry
+from dpbench.pretrain.shipped import ShippedRecipeError, ShippedStore
+from dpbench.run.export import export_backbone
+from dpbench.run.progress import SilentProgress
+from dpbench.run.runner import RunRequest, execute
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry()
+
+
+@pytest.fixture(scope="module")
+def data(registry):
+    return registry.pair("digits-mnist").load(None)
+
+
+def _ctx(registry, data, preset, tmp_path, rebuild=False):
+    return MethodContext(pair=registry.pair("digits-mnist"), public=data.public_train, public_info=dict(data.info),
+                         private=None, books=None, registry=registry, epsilon=0.0, delta=1e-5, seed=0,
+                         device=torch.device("cpu"), preset=preset, progress=SilentProgress(), cache_dir=tmp_path,
+                         rebuild_backbone=rebuild)
+
+
+@pytest.fixture(scope="module")
+def smoke_export(registry, tmp_path_factory):
+    root = tmp_path_factory.mktemp("shipped")
+    summary = export_backbone(registry, pair="digits-mnist", backbone="pixel", preset="smoke", output=root / "weights",
+                              cache_dir=root / "cache", device="cpu", data_root=None, progress=SilentProgress())
+    return root / "weights", summary
+
+
+def test_export_writes_weights_with_their_recipe(smoke_export):
+    weights, summary = smoke_export
+    meta = json.loads((weights / "digits-mnist-pixel-smoke.json").read_text())
+    assert meta["recipe"]["recipe_version"] == backbones.PIXEL_RECIPE_VERSION
+    assert meta["recipe"]["public_digest"] and meta["train_seconds"] > 0
+    assert meta["bytes"] == (weights / "digits-mnist-pixel-smoke.pt").stat().st_size < 8 * 2**20
+    assert summary["seconds"] > 0
+
+
+def test_a_changed_recipe_is_refused(registry, data, smoke_export, tmp_path):
+    weights, _ = smoke_export
+    recipe = backbones.PixelBackbone().recipe(_ctx(registry, data, "smoke", tmp_path))
+    store = ShippedStore(weights)
+    assert store.load("digits-mnist-pixel-smoke", recipe, "hint") is not None
+    for changed in ({**recipe, "recipe_version": recipe["recipe_version"] + 1},
+                    {**recipe, "train": {**recipe["train"], "steps": 31}},
+                    {**recipe, "public_digest": "0" * 16}):
+        with pytest.raises(ShippedRecipeError, match="another recipe"):
+            store.load("digits-mnist-pixel-smoke", changed, "hint")
+    assert ShippedStore(weights, rebuild=True).load("digits-mnist-pixel-smoke", recipe, "hint") is None
+
+
+def test_tampered_weights_are_refused(smoke_export, registry, data, tmp_path):
+    weights, _ = smoke_export
+    copy = tmp_path / "w"
+    copy.mkdir()
+    for name in ("digits-mnist-pixel-smoke.pt", "digits-mnist-pixel-smoke.json"):
+        (copy / name).write_bytes((weights / name).read_bytes())
+    raw = bytearray((copy / "digits-mnist-pixel-smoke.pt").read_bytes())
+    raw[-100] ^= 0xFF
+    (copy / "digits-mnist-pixel-smoke.pt").write_bytes(bytes(raw))
+    recipe = backbones.PixelBackbone().recipe(_ctx(registry, data, "smoke", tmp_path))
+    with pytest.raises(ShippedRecipeError, match="sha256"):
+        ShippedStore(copy).load("digits-mnist-pixel-smoke", recipe, "hint")
+
+
+def test_a_run_uses_shipped_weights_and_trains_nothing(registry, data, smoke_export, tmp_path, monkeypatch):
+    weights, _ = smoke_export
+    monkeypatch.setattr(backbones, "WEIGHTS_DIR", weights)
+    request = RunRequest(method="public-only", pair="digits-mnist", epsilon=0, preset="smoke", out=tmp_path / "runs",
+                         cache_dir=tmp_path / "cache", evaluators=[], device="cpu")
+    outcome = execute(registry, request, SilentProgress(), data=data)
+    assert outcome.ok, outcome.record.get("error")
+    assert not (tmp_path / "cache" / "pretrain").exists()  # nothing was pre-trained locally
+
+
+def test_every_shipped_backbone_matches_the_current_recipe(registry, data, tmp_path):
+    """The weights in the package are exactly what `dpbench pretrain` would train now."""
+    shipped = sorted(backbones.WEIGHTS_DIR.glob("*.json"))
+    assert shipped, "the package ships no backbone"
+    for meta_path in shipped:
+        meta = json.loads(meta_path.read_text())
+        preset = meta["recipe"]["preset"]
+        ctx = _ctx(registry, data, preset, tmp_path)
+        recipe = backbones.PixelBackbone().recipe(ctx)
+        assert ShippedStore(backbones.WEIGHTS_DIR).load(meta_path.stem, recipe, "hint") is not None
+        assert meta["bytes"] <= 8 * 2**20
+    assert sum(p.stat().st_size for p in backbones.WEIGHTS_DIR.iterdir()) <= 15 * 2**20
