@@ -4,8 +4,8 @@ LoDA (Liu et al. 2023, "LoDA: Low-Dimensional Adaptation of Large Language Model
 convolution of a diffusion U-Net is DP-LoDA (Liu, Lowy, Koike-Akino, Parsons & Wang 2024, "Efficient
 Differentially Private Fine-Tuning of Diffusion Models", arXiv:2406.05257).
 
-A and B are plain nn.Conv2d on purpose: Opacus's per-sample-gradient hooks support them, a fused module
-would fall back to Opacus's slow path.
+A and B are plain nn.Conv2d, so scopes can find them by type and torch.func takes their per-example gradients
+like any other layer's.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Every layer is vmap-friendly so the DP engine can take per-example gradients with torch.func:
 GroupNorm instead of BatchNorm, no in-place ops, no data-dependent control flow. Convolutions are plain
-nn.Conv2d (attention q/k/v/out included) so adapters and Opacus hooks can find and wrap them.
+nn.Conv2d (attention q/k/v/out included) so adapter scopes can find and wrap them by type.
 """
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 
 from dpbench.api.context import EvalContext
 from dpbench.api.registry import Registry
