@@ -24,25 +24,27 @@ METHODS = {
 
 def _build(method: str, device):
     """The model each method trains, at the default preset's size on the embedded pair (28x28, 10 classes)."""
-    from dpbench.backbones import LATENT_WIDTH, PIXEL_WIDTH
+    from dpbench.builtins.backbones import LATENT_WIDTH, PIXEL_WIDTH
+    from dpbench.builtins.scopes import AttentionScope, FullScope, LoDAScope, LoRAScope
+    from dpbench.finetune.method import DiffusionSettings
     from dpbench.models.autoencoder import AutoencoderConfig
     from dpbench.models.classifiers import build_classifier
-    from dpbench.models.scopes import apply_scope
     from dpbench.models.unet import ClassConditionalUNet, UNetConfig
 
     backbone, scope = METHODS[method]
     if backbone == "classifier":
         return build_classifier("cnn", 1, 28, 10).to(device), (1, 28, 28)
-    if backbone == "pixel":
+    if backbone == "pixel":  # as dpbench.builtins.backbones.PixelBackbone builds it
         model = ClassConditionalUNet(UNetConfig.for_images(28, 1, 10, base_channels=PIXEL_WIDTH["default"]))
         shape = (1, 28, 28)
-    else:
+    else:  # as dpbench.builtins.backbones.LatentBackbone builds it
         ae = AutoencoderConfig(28, 1)
         size = ae.latent_size()
         model = ClassConditionalUNet(UNetConfig(size, ae.latent_channels, 10, base_channels=LATENT_WIDTH["default"],
                                                 channel_mults=(1, 2), attention_resolutions=(size, (size + 1) // 2)))
         shape = (ae.latent_channels, size, size)
-    apply_scope(model, scope)
+    scopes = {s.name: s for s in (FullScope(), AttentionScope(), LoRAScope(), LoDAScope())}
+    scopes[scope].apply(model, DiffusionSettings(backbone=backbone, scope=scope))  # the scope's default knobs
     return model.to(device), shape
 
 
@@ -50,11 +52,11 @@ def measure_one(method: str, mode: str, batch: int, steps: int, k: int, device_n
     import torch
     import torch.nn.functional as F
 
-    from dpbench.dp_classifier import classifier_example_loss
     from dpbench.eval.cost import peak_memory
-    from dpbench.finetune import diffusion_batch_maker, diffusion_example_loss
+    from dpbench.finetune.classifier import classifier_example_loss, pass_through
+    from dpbench.finetune.diffusion import diffusion_batch_maker, diffusion_example_loss
     from dpbench.models.diffusion import DiffusionSchedule, diffusion_loss
-    from dpbench.privacy.engine import DPConfig, DPSGDEngine
+    from dpbench.privacy.engine import DPSettings, PrivateTrainer
 
     device = torch.device(device_name)
     torch.manual_seed(0)
@@ -65,24 +67,23 @@ def measure_one(method: str, mode: str, batch: int, steps: int, k: int, device_n
     labels = torch.arange(batch) % 10
     if classifier:
         k = 1
-        loss_fn = classifier_example_loss
-
-        def make_batch(idx, gen):
-            return {"x": x_all[idx].to(device), "y": labels[idx].to(device)}
+        loss_fn, make_batch = classifier_example_loss, pass_through
     else:
         loss_fn = diffusion_example_loss(schedule)
-        make_batch = diffusion_batch_maker(x_all, labels, schedule, k, 0.1, 10, device)
+        make_batch = diffusion_batch_maker(schedule, k, 0.1, 10)
     # sample rate 1 (expected batch = n): every step sees the whole batch, through the engine's chunking
-    engine = DPSGDEngine(model, loss_fn, DPConfig(10.0, 1e-5, batch, 10 ** 6, 1.0, noise_multiplicity=k,
-                                                  physical_batch_size=batch), batch, device, seed=0)
+    settings = DPSettings(expected_batch_size=batch, steps=10 ** 6, max_grad_norm=1.0, noise_multiplicity=k,
+                          physical_batch_size=batch)
+    engine = PrivateTrainer(model, loss_fn, make_batch, settings, private_x=x_all, private_y=labels, epsilon=10.0,
+                            delta=1e-5, device=device, seed=0)
     params = list(engine.trainable.values())
     optimizer = torch.optim.Adam(params, lr=1e-4)
-    indices = torch.arange(batch)
+    examples = {"x": x_all.to(device), "y": labels.to(device)}
     generator = torch.Generator(device=device).manual_seed(0)
 
     def non_private_step():
         """The same K draws per example, one ordinary backward over the whole batch."""
-        example = make_batch(indices, generator)
+        example = make_batch(examples, generator)
         if classifier:
             loss = F.cross_entropy(model(example["x"]), example["y"])
         else:
@@ -95,7 +96,7 @@ def measure_one(method: str, mode: str, batch: int, steps: int, k: int, device_n
         optimizer.zero_grad(set_to_none=True)
 
     def dp_step():
-        engine.step(make_batch, optimizer)
+        engine.step(optimizer)
 
     seconds = seconds_per_call(dp_step if mode == "dp" else non_private_step, steps, device)
     return {"method": method, "scope": "/".join(METHODS[method]), "mode": mode, "k": k, "batch": batch, "seconds_per_step": seconds,

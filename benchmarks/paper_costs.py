@@ -3,8 +3,8 @@
 For every method x pair it times a few steps of each stage on random tensors of the pair's shape (no data
 needed) with the paper preset's models and batch sizes, then multiplies by the number of steps a full paper
 run takes (official split sizes, the preset's epochs, synthetic-set size):
-pre-training (public; the latent backbone's autoencoder is not timed), DP fine-tuning, DDIM sampling, FID/KID,
-downstream training.
+pre-training (public; the latent backbone's autoencoder and the pixel backbone's augmentation are not
+timed), DP fine-tuning, DDIM sampling, FID/KID, downstream training.
 Meant for a GPU (`--device cuda`, where peak memory is reset per stage); on a CPU, peak RSS only grows, and
 `--pairs`/`--methods` with a small `--chunk` just check that it runs. The DP step is timed on `--chunk`
 examples (times K draws) and scaled linearly to the expected batch, which assumes the GPU is saturated by
@@ -31,13 +31,6 @@ PRIVATE_SIZES = {"svhn-mnist": (60_000, 10_000), "imagenet32-cifar10": (50_000, 
 GENERATORS = ("dp-loda", "dp-lora", "dp-ldm", "dp-diffusion")
 
 
-class _Ctx:
-    """The slice of RunContext the backbone config helpers read."""
-
-    def __init__(self, pair):
-        self.pair, self.preset = pair, "paper"
-
-
 def _timed(fn, repeats: int, device: torch.device) -> tuple[float, float]:
     """Seconds per call and the peak memory (MB) of those calls."""
     from dpbench.eval.cost import peak_memory
@@ -47,15 +40,22 @@ def _timed(fn, repeats: int, device: torch.device) -> tuple[float, float]:
 
 
 def _unet_and_shape(pair, backbone: str):
-    from dpbench.backbones import latent_unet_config, pixel_unet_config
+    """The paper preset's U-Net, built as dpbench.builtins.backbones builds it (without pre-training)."""
+    from dpbench.builtins.backbones import LATENT_WIDTH, PIXEL_WIDTH
     from dpbench.models.autoencoder import AutoencoderConfig
-    from dpbench.models.unet import ClassConditionalUNet
+    from dpbench.models.unet import ClassConditionalUNet, UNetConfig
 
     if backbone == "pixel":
-        return ClassConditionalUNet(pixel_unet_config(_Ctx(pair))), (pair.channels, pair.image_size, pair.image_size)
+        config = UNetConfig.for_images(pair.image_size, pair.channels, pair.num_classes,
+                                       base_channels=PIXEL_WIDTH["paper"])
+        return ClassConditionalUNet(config), (pair.channels, pair.image_size, pair.image_size)
+    if backbone != "latent":
+        raise ValueError(f"no cost model for backbone '{backbone}'")
     ae = AutoencoderConfig(pair.image_size, pair.channels)
     size = ae.latent_size()
-    return ClassConditionalUNet(latent_unet_config(_Ctx(pair), ae)), (ae.latent_channels, size, size)
+    config = UNetConfig(size, ae.latent_channels, pair.num_classes, base_channels=LATENT_WIDTH["paper"],
+                        channel_mults=(1, 2), attention_resolutions=(size, (size + 1) // 2))
+    return ClassConditionalUNet(config), (ae.latent_channels, size, size)
 
 
 def _fid_seconds_per_image(pair, device: torch.device, n: int, cache_dir: Path) -> tuple[float, float]:
@@ -73,26 +73,35 @@ def _fid_seconds_per_image(pair, device: torch.device, n: int, cache_dir: Path) 
     return (time.perf_counter() - start) / (2 * n), peak_memory(device)["peak_memory_mb"]
 
 
-def measure(method_name: str, pair, config: dict, device: torch.device, chunk: int, repeats: int,
+def measure(method_name: str, pair, settings, registry, device: torch.device, chunk: int, repeats: int,
             cache_dir: Path) -> dict:
-    from dpbench.backbones import PRETRAIN_PRESETS
-    from dpbench.diffusion_method import planned_steps
+    from dpbench.builtins.backbones import LATENT_PRETRAIN_PRESETS, PRETRAIN_PRESETS
     from dpbench.eval.downstream import DOWNSTREAM_TRAINING
-    from dpbench.finetune import diffusion_batch_maker, diffusion_example_loss
+    from dpbench.finetune.classifier import classifier_example_loss, pass_through
+    from dpbench.finetune.diffusion import diffusion_batch_maker, diffusion_example_loss
+    from dpbench.finetune.method import planned_steps
     from dpbench.models.classifiers import build_classifier
     from dpbench.models.diffusion import DiffusionSchedule, ddim_sample, diffusion_loss
-    from dpbench.models.scopes import apply_scope
-    from dpbench.privacy.engine import DPConfig, DPSGDEngine
+    from dpbench.privacy.engine import DPSettings, PrivateTrainer
 
     n_train, n_test = PRIVATE_SIZES[pair.name]
     stages = {}
-    n_samples = int(config.get("samples_per_class", 0)) * pair.num_classes
+    n_samples = int(getattr(settings, "samples_per_class", 0)) * pair.num_classes
     shape = (pair.channels, pair.image_size, pair.image_size)
+
+    def engine(model, loss, make_batch, data, k=1):
+        """The harness's DP engine over `chunk` random examples at sample rate 1 (every step sees them all)."""
+        dp = DPSettings(expected_batch_size=chunk, steps=100, max_grad_norm=1.0, noise_multiplicity=k,
+                        physical_batch_size=chunk * k)
+        return PrivateTrainer(model, loss, make_batch, dp, private_x=data,
+                              private_y=torch.arange(chunk) % pair.num_classes, epsilon=10.0, delta=1e-5,
+                              device=device, seed=0)
+
     if method_name in GENERATORS:
         schedule = DiffusionSchedule()
-        unet, shape = _unet_and_shape(pair, config["backbone"])
+        unet, shape = _unet_and_shape(pair, settings.backbone)
         unet = unet.to(device)
-        pre = PRETRAIN_PRESETS["paper"]
+        pre = (LATENT_PRETRAIN_PRESETS if settings.backbone == "latent" else PRETRAIN_PRESETS)["paper"]
         opt = torch.optim.Adam(unet.parameters(), lr=1e-4)
         x = torch.rand((pre.batch_size, *shape), device=device) * 2 - 1
         y = torch.randint(0, pair.num_classes, (pre.batch_size,), device=device)
@@ -106,36 +115,25 @@ def measure(method_name: str, pair, config: dict, device: torch.device, chunk: i
         sec, mb = _timed(pretrain_step, repeats, device)
         stages["pretrain"] = (sec * pre.steps, mb)
 
-        apply_scope(unet, config["scope"], rank=int(config["rank"]), slope=float(config["slope"]),
-                    lora_alpha=float(config["lora_alpha"]), attention_blocks=str(config["attention_blocks"]))
-        k = int(config["noise_multiplicity"])
-        data = torch.rand((chunk, *shape)) * 2 - 1
-        make_batch = diffusion_batch_maker(data, torch.arange(chunk) % pair.num_classes, schedule, k, 0.1,
-                                           pair.num_classes, device)
-        dp = DPConfig(10.0, 1e-5, chunk, 100, 1.0, noise_multiplicity=k, physical_batch_size=chunk * k)
-        engine = DPSGDEngine(unet, diffusion_example_loss(schedule), dp, chunk, device, seed=0)
-        ft_opt = torch.optim.Adam(list(engine.trainable.values()), lr=1e-4)
-        sec, mb = _timed(lambda: engine.step(make_batch, ft_opt), repeats, device)
-        steps = planned_steps(config, n_train)
-        stages["dp_finetune"] = (sec / chunk * int(config["batch_size"]) * steps, mb)
+        registry.scope(settings.scope).apply(unet, settings)
+        k = settings.noise_multiplicity
+        make_batch = diffusion_batch_maker(schedule, k, settings.p_uncond, pair.num_classes)
+        trainer = engine(unet, diffusion_example_loss(schedule), make_batch, torch.rand((chunk, *shape)) * 2 - 1, k)
+        ft_opt = torch.optim.Adam(list(trainer.trainable.values()), lr=1e-4)
+        sec, mb = _timed(lambda: trainer.step(ft_opt), repeats, device)
+        steps = planned_steps(settings, n_train)
+        stages["dp_finetune"] = (sec / chunk * settings.batch_size * steps, mb)
 
         labels = torch.arange(min(chunk * 8, n_samples)) % pair.num_classes
-        sec, mb = _timed(lambda: ddim_sample(unet.eval(), labels, shape, schedule, steps=int(config["ddim_steps"]),
-                                             batch_size=len(labels)), 1, device)
+        sec, mb = _timed(lambda: ddim_sample(unet.eval(), labels, shape, schedule, steps=settings.ddim_steps,
+                                             eta=settings.ddim_eta, batch_size=len(labels)), 1, device)
         stages["sample"] = (sec / len(labels) * n_samples, mb)
     else:
-        steps = int(config["steps"])
         model = build_classifier(pair.classifier, pair.channels, pair.image_size, pair.num_classes).to(device)
-        from dpbench.dp_classifier import classifier_example_loss
-
-        data = torch.rand((chunk, *shape)) * 2 - 1
-        dp = DPConfig(10.0, 1e-5, chunk, 100, 1.0, physical_batch_size=chunk)
-        engine = DPSGDEngine(model, classifier_example_loss, dp, chunk, device, seed=0)
+        trainer = engine(model, classifier_example_loss, pass_through, torch.rand((chunk, *shape)) * 2 - 1)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        batch = {"x": data.to(device), "y": (torch.arange(chunk) % pair.num_classes).to(device)}
-        sec, mb = _timed(lambda: engine.step(lambda idx, gen: {k: v[idx.to(device)] for k, v in batch.items()}, opt),
-                         repeats, device)
-        stages["dp_finetune"] = (sec / chunk * int(config["batch_size"]) * steps, mb)
+        sec, mb = _timed(lambda: trainer.step(opt), repeats, device)
+        stages["dp_finetune"] = (sec / chunk * settings.batch_size * settings.steps, mb)
 
     if n_samples:  # generators only: a classifier has no samples to score
         per_image, mb = _fid_seconds_per_image(pair, device, n=max(16, min(64, chunk * 8)), cache_dir=cache_dir)
@@ -168,7 +166,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path(".dpbench-cache"), help="Inception weights live here")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    from dpbench.plugins import load_registry
+    from dpbench.api.registry import load_registry
 
     registry = load_registry()
     device = torch.device(args.device)
@@ -177,8 +175,9 @@ def main() -> None:
         pair = registry.pair(pair_name)
         for method_name in args.methods:
             method = registry.method(method_name)
-            config = method.configure("paper", pair)
-            rows.append(measure(method_name, pair, config, device, args.chunk, args.repeats, args.cache_dir))
+            settings = method.settings("paper", pair)
+            rows.append(measure(method_name, pair, settings, registry, device, args.chunk, args.repeats,
+                                args.cache_dir))
     if args.json:
         print(json.dumps(rows, indent=2))
         return

@@ -1,5 +1,5 @@
 """Tiny fixtures in each real dataset's distributed format, laid out under a data root as
-dpbench.data.real_pairs documents. Nothing here downloads anything."""
+dpbench.builtins.real_pairs documents. Nothing here downloads anything."""
 from __future__ import annotations
 
 import gzip
@@ -10,7 +10,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from dpbench.data.imagenet_classes import TABLE_I
+from dpbench.builtins.imagenet_classes import TABLE_I
 
 CELEBA_ATTRIBUTES = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "

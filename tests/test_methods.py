@@ -6,8 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from dpbench.cli import main
-from dpbench.privacy.accountant import recompute_epsilon
+from dpbench.privacy.accountant import epsilon_of_history, validate_ledger
 from dpbench.privacy.ledger import PrivacyLedger
+from dpbench.run.records import run_dir
 
 GENERATORS = ["dp-loda", "dp-lora", "dp-ldm", "dp-diffusion"]
 
@@ -17,9 +18,14 @@ def _run(tmp_path, shared_cache, *args):
                                      "--cache-dir", str(shared_cache), "--json", *args])
 
 
-def _ledger(privacy):
-    fields = ("accountant", "noise_multiplier", "sample_rate", "steps", "max_grad_norm", "delta", "noise_multiplicity")
-    return PrivacyLedger(**{k: privacy[k] for k in fields}, epsilon_target=float(privacy["epsilon_target"]))
+def _ledger(privacy) -> PrivacyLedger:
+    """The record's privacy section read back as the harness's ledger."""
+    return PrivacyLedger.from_dict(privacy)
+
+
+def _directory(tmp_path, record):
+    return run_dir(tmp_path / "runs", record["pair"]["name"], record["method"]["name"], record["preset"],
+                   record["config_hash"], float(record["privacy"]["epsilon_target"]), record["seed"])
 
 
 def test_all_five_methods_and_the_public_only_reference_are_listed():
@@ -38,23 +44,34 @@ def test_dp_loda_smoke_with_every_evaluator(tmp_path, shared_cache):
     assert record["status"] == "completed"
     assert {"fid", "kid", "accuracy", "accuracy_public_only"} <= set(record["metrics"])
     assert record["metrics"]["fid"]["value"] > 0 and record["metrics"]["fid"]["higher_is_better"] is False
-    assert recompute_epsilon(_ledger(record["privacy"])) == record["privacy"]["epsilon"] <= 10
+    privacy = record["privacy"]
+    ledger = _ledger(privacy)
+    assert epsilon_of_history(ledger.history(), ledger.delta, ledger.accountant) == privacy["epsilon"] <= 10
+    assert validate_ledger(ledger, epsilon_target=10.0, delta=1e-5, n_private=4000) == privacy["epsilon"]
+    [stage] = privacy["stages"]  # one DP stage: the smoke preset's 4 steps at expected batch 32 of 4,000
+    assert (stage["steps"], stage["planned_steps"], stage["expected_batch_size"]) == (4, 4, 32)
+    assert stage["sample_rate"] == pytest.approx(32 / 4000) and stage["noise_multiplier"] > 0
+    assert privacy["private"] is True and privacy["n_private"] == 4000 and privacy["steps"] == 4
     cost = record["cost"]
     assert 0 < cost["trainable_parameters"] < cost["total_parameters"]
     assert set(cost["wall_seconds"]) >= {"pretrain", "finetune", "sample", "eval_fid", "eval_accuracy", "total"}
-    assert (tmp_path / "runs/digits-mnist/dp-loda/eps10/seed0/samples.png").exists()
+    directory = _directory(tmp_path, record)
+    assert directory.name == "seed0" and directory.parent.name == "eps10"
+    assert directory.parent.parent.name == f"smoke-{record['config_hash']}"
+    assert (directory / "record.json").exists() and (directory / "samples.png").exists()
+    assert record["env"]["api_version"] == "1.0"
 
 
 @pytest.mark.parametrize("method, scope_check", [
-    ("dp-lora", lambda c: c["scope"] == "lora" and c["backbone"] == "latent"),
-    ("dp-ldm", lambda c: c["scope"] == "attention" and c["backbone"] == "latent"),
-    ("dp-diffusion", lambda c: c["scope"] == "full" and c["backbone"] == "pixel"),
+    ("dp-lora", lambda s: s["scope"] == "lora" and s["backbone"] == "latent"),
+    ("dp-ldm", lambda s: s["scope"] == "attention" and s["backbone"] == "latent"),
+    ("dp-diffusion", lambda s: s["scope"] == "full" and s["backbone"] == "pixel"),
 ])
 def test_generator_methods_smoke(tmp_path, shared_cache, method, scope_check):
     result = _run(tmp_path, shared_cache, "--method", method, "--eps", "5", "--evaluator", "accuracy")
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
-    assert record["status"] == "completed" and scope_check(record["method"]["config"])
+    assert record["status"] == "completed" and scope_check(record["method"]["settings"])
     assert record["privacy"]["epsilon"] <= 5
     fraction = record["cost"]["trainable_fraction"]
     assert (fraction == 1.0) if method == "dp-diffusion" else (0 < fraction < 1)
@@ -66,25 +83,29 @@ def test_dp_sgd_baseline_is_a_classifier_scored_by_accuracy(tmp_path, shared_cac
     record = json.loads(result.stdout)
     assert set(record["metrics"]) == {"accuracy", "accuracy_public_only"}  # no FID for a classifier
     assert record["privacy"]["epsilon"] <= 1
-    assert not (tmp_path / "runs/digits-mnist/dp-sgd/eps1/seed0/samples.png").exists()
+    assert record["privacy"]["stages"][0]["steps"] == 5
+    assert not (_directory(tmp_path, record) / "samples.png").exists()
+    assert (_directory(tmp_path, record) / "record.json").exists()
 
 
 def test_non_private_run_and_public_only_reference(tmp_path, shared_cache):
     result = _run(tmp_path, shared_cache, "--method", "dp-loda", "--eps", "inf", "--evaluator", "accuracy")
     assert result.exit_code == 0, result.output
     privacy = json.loads(result.stdout)["privacy"]
-    assert privacy["private"] is False and privacy["noise_multiplier"] == 0 and privacy["epsilon"] == "inf"
+    assert privacy["private"] is False and privacy["epsilon"] == "inf"
+    assert [(s["noise_multiplier"], s["max_grad_norm"]) for s in privacy["stages"]] == [(0, None)]
 
     result = _run(tmp_path, shared_cache, "--method", "public-only", "--eps", "0", "--evaluator", "accuracy")
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["privacy"]["epsilon"] == 0 and record["privacy"]["steps"] == 0
+    assert record["privacy"]["stages"] == [] and record["privacy"]["private"] is False
     assert record["cost"]["trainable_parameters"] == 0
 
 
 def test_set_overrides_are_validated_and_recorded(tmp_path, shared_cache):
     bad = _run(tmp_path, shared_cache, "--method", "dp-loda", "--eps", "10", "--set", "scope=everything")
-    assert bad.exit_code == 2 and "scope must be one of" in bad.output
+    assert bad.exit_code == 2 and "unknown scope 'everything'" in bad.output
     bad = _run(tmp_path, shared_cache, "--method", "public-only", "--eps", "10")
     assert bad.exit_code == 2 and "--eps 0" in bad.output
     assert not (tmp_path / "runs").exists()
@@ -92,32 +113,36 @@ def test_set_overrides_are_validated_and_recorded(tmp_path, shared_cache):
               "--set", "backbone=latent", "--set", "noise_multiplicity=2")
     assert ok.exit_code == 0, ok.output
     record = json.loads(ok.stdout)
-    assert record["method"]["config"]["backbone"] == "latent"
-    assert record["privacy"]["noise_multiplicity"] == 2
+    assert record["method"]["settings"]["backbone"] == "latent"
+    assert record["method"]["settings"]["noise_multiplicity"] == 2  # parsed by the setting's type
+    assert record["method"]["overrides"] == {"backbone": "latent", "noise_multiplicity": "2"}  # as given
+    assert record["config"]["settings"] == record["method"]["settings"]
+    assert [s["noise_multiplicity"] for s in record["privacy"]["stages"]] == [2]
 
 
 def test_delta_above_one_over_n_is_warned_recorded_and_kept(tmp_path, shared_cache):
     result = _run(tmp_path, shared_cache, "--method", "dp-sgd", "--eps", "2", "--delta", "0.001")
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
-    assert record["privacy"]["delta"] == 0.001
+    assert record["privacy"]["delta"] == 0.001 and record["config"]["delta"] == 0.001
     assert any("1/n_private" in w for w in record["warnings"])
     assert not math.isinf(record["privacy"]["epsilon"])
 
 
 def test_paper_preset_takes_dpdm_schedules_per_pair_and_epochs_fix_the_steps():
-    from dpbench.diffusion_method import planned_steps
-    from dpbench.plugins import load_registry
+    from dpbench.api.registry import load_registry
+    from dpbench.finetune.method import DiffusionSettings, planned_steps
 
     registry = load_registry()
     diffusion = registry.method("dp-diffusion")
-    mnist = diffusion.configure("paper", registry.pair("svhn-mnist"))
-    cifar = diffusion.configure("paper", registry.pair("imagenet32-cifar10"))
+    mnist = diffusion.settings("paper", registry.pair("svhn-mnist"))
+    cifar = diffusion.settings("paper", registry.pair("imagenet32-cifar10"))
+    assert isinstance(mnist, DiffusionSettings) and isinstance(cifar, DiffusionSettings)
     # DPDM's released configs: MNIST batch 4096, 300 epochs, K = 32; CIFAR-10 batch 2048, 500 epochs, K = 8
-    assert (mnist["batch_size"], mnist["epochs"], mnist["noise_multiplicity"], mnist["lr"]) == (4096, 300, 32, 3e-4)
-    assert (cifar["batch_size"], cifar["epochs"], cifar["noise_multiplicity"]) == (2048, 500, 8)
-    assert mnist["samples_per_class"] * 10 == 60_000 and cifar["samples_per_class"] * 10 == 50_000
+    assert (mnist.batch_size, mnist.epochs, mnist.noise_multiplicity, mnist.lr) == (4096, 300, 32, 3e-4)
+    assert (cifar.batch_size, cifar.epochs, cifar.noise_multiplicity) == (2048, 500, 8)
+    assert mnist.samples_per_class * 10 == 60_000 and cifar.samples_per_class * 10 == 50_000
     assert planned_steps(mnist, 60_000) == 4395  # ceil(300 * 60000 / 4096)
-    assert planned_steps({**mnist, "epochs": None, "steps": 7}, 60_000) == 7
-    default = diffusion.configure("default", registry.pair("digits-mnist"))
-    assert default["epochs"] is None and default["samples_per_class"] == 100
+    assert planned_steps(mnist.with_(epochs=None, steps=7), 60_000) == 7
+    default = diffusion.settings("default", registry.pair("digits-mnist"))
+    assert default.epochs is None and default.samples_per_class == 100

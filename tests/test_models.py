@@ -7,7 +7,6 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from dpbench.data.types import ImageSet
-from dpbench.models import pretrain as pretrain_mod
 from dpbench.models.classifiers import ResNet9, SmallCNN, accuracy, build_classifier, fit_classifier
 from dpbench.models.diffusion import (
     DiffusionSchedule,
@@ -18,8 +17,10 @@ from dpbench.models.diffusion import (
     to_uint8,
 )
 from dpbench.models.loda import LoDAConv2d, add_loda_adapters, loda_parameter_count, trainable_parameter_names
-from dpbench.models.pretrain import PretrainConfig, pretrain_cache_path, pretrained_unet
 from dpbench.models.unet import ClassConditionalUNet, UNetConfig
+from dpbench.pretrain import unet as pretrain_mod
+from dpbench.pretrain.unet import PretrainConfig, pretrain_cache_path, pretrained_unet
+from dpbench.storage import tensor_digest
 
 torch.set_num_threads(2)
 
@@ -214,20 +215,27 @@ def test_pretrain_cache_reused_and_keyed(tmp_path, monkeypatch) -> None:
 
     rec = Recorder()
     kw = dict(pair_name="toy", seed=0, cache_dir=tmp_path, device="cpu")
-    first = pretrained_unet(_toy_public(), cfg, train, progress=rec, **kw)
+    public = _toy_public()
+    digest = tensor_digest(public.images, public.labels)  # the public data is part of the key
+    first = pretrained_unet(public, cfg, train, progress=rec, **kw)
     assert calls == [1] and rec.advanced == 2
-    assert pretrain_cache_path("toy", cfg, train, 0, tmp_path).exists()
+    assert pretrain_cache_path("toy", cfg, train, 0, tmp_path, public_digest=digest).exists()
     second = pretrained_unet(_toy_public(), cfg, train, progress=None, **kw)
     assert calls == [1]  # loaded, not trained
     for (n, p), (_, q) in zip(first.state_dict().items(), second.state_dict().items()):
         assert torch.equal(p, q), n
     assert not list((tmp_path / "pretrain").glob("*.tmp"))
 
-    base = pretrain_cache_path("toy", cfg, train, 0, tmp_path)
-    assert pretrain_cache_path("toy", cfg, train, 1, tmp_path) != base
-    assert pretrain_cache_path("other", cfg, train, 0, tmp_path) != base
-    assert pretrain_cache_path("toy", tiny_config(num_classes=4), train, 0, tmp_path) != base
-    assert pretrain_cache_path("toy", cfg, PretrainConfig(steps=3, batch_size=8), 0, tmp_path) != base
+    base = pretrain_cache_path("toy", cfg, train, 0, tmp_path, public_digest=digest)
+    assert pretrain_cache_path("toy", cfg, train, 1, tmp_path, public_digest=digest) != base
+    assert pretrain_cache_path("other", cfg, train, 0, tmp_path, public_digest=digest) != base
+    assert pretrain_cache_path("toy", tiny_config(num_classes=4), train, 0, tmp_path, public_digest=digest) != base
+    assert pretrain_cache_path("toy", cfg, PretrainConfig(steps=3, batch_size=8), 0, tmp_path,
+                               public_digest=digest) != base
+    assert pretrain_cache_path("toy", cfg, train, 0, tmp_path, public_digest="another public set") != base
+    changed = _toy_public(n=33)  # other public data trains a new entry instead of loading this one
+    pretrained_unet(changed, cfg, train, progress=None, **kw)
+    assert calls == [1, 1]
 
 
 def test_pretrain_refuses_anything_but_an_imageset(tmp_path) -> None:

@@ -10,10 +10,10 @@ import dataclasses
 import pytest
 import torch
 
-from dpbench.finetune import diffusion_example_loss
+from dpbench.finetune.diffusion import diffusion_batch_maker, diffusion_example_loss
 from dpbench.models.diffusion import DiffusionSchedule
 from dpbench.models.unet import ClassConditionalUNet, UNetConfig
-from dpbench.privacy.engine import DPConfig, DPSGDEngine
+from dpbench.privacy.engine import DPSettings, PrivateTrainer
 
 torch.set_num_threads(2)
 K = 4
@@ -35,22 +35,37 @@ def _examples(n: int, k: int, seed: int = 0):
     return {"x0": x0, "t": t, "noise": noise, "y": y}
 
 
-def _summed_clipped_gradient(n: int, k: int, physical: int = 64) -> dict[str, torch.Tensor]:
-    model = _tiny_unet()
+def _signal_only_trainer(data: dict[str, torch.Tensor], k: int, physical: int, chunks: list[int]) -> PrivateTrainer:
+    """An engine over len(data) private examples at sample rate 1, with its noise turned off.
+
+    The engine's private "images" are the examples' indices, so make_batch can look up each example's fixed
+    tensors: what the engine hands make_batch is exactly what it sampled.
+    """
+    n = len(data["x0"])
+
+    def make_batch(examples, generator):
+        chunks.append(len(examples["y"]))
+        return {name: value[examples["x"]] for name, value in data.items()}
+
+    settings = DPSettings(expected_batch_size=n, steps=1, max_grad_norm=C, noise_multiplicity=k,
+                          physical_batch_size=physical)
+    trainer = PrivateTrainer(_tiny_unet(), diffusion_example_loss(DiffusionSchedule()), make_batch, settings,
+                             private_x=torch.arange(n), private_y=data["y"][:, 0], epsilon=10.0, delta=1e-5,
+                             device=torch.device("cpu"), seed=0)
+    assert trainer.plan.sample_rate == 1.0  # every example is in the batch
+    assert trainer.plan.noise_multiplicity == k
+    trainer.plan = dataclasses.replace(trainer.plan, noise_multiplier=0.0)  # look at the signal alone
+    return trainer
+
+
+def _summed_clipped_gradient(n: int, k: int, physical: int = 8) -> dict[str, torch.Tensor]:
     data = {name: value[:n] for name, value in _examples(8, k).items()}  # the first n of one fixed dataset
-    config = DPConfig(epsilon=10.0, delta=1e-5, expected_batch_size=n, steps=1, max_grad_norm=C,
-                      noise_multiplicity=k, physical_batch_size=physical)
-    engine = DPSGDEngine(model, diffusion_example_loss(DiffusionSchedule()), config, n, torch.device("cpu"), seed=0)
-    assert engine.ledger.sample_rate == 1.0  # every example is in the batch
-    engine.ledger = dataclasses.replace(engine.ledger, noise_multiplier=0.0)  # look at the signal alone
-    chunks = []
-
-    def make_batch(indices, generator):
-        chunks.append(len(indices))
-        return {name: value[indices] for name, value in data.items()}
-
-    gradient = engine.noisy_gradient(make_batch)
+    chunks: list[int] = []
+    trainer = _signal_only_trainer(data, k, physical, chunks)
+    gradient = trainer._privatised_gradient()
+    assert sum(chunks) == n == trainer.batch_sizes[0]
     assert max(chunks) <= max(1, physical // k)  # memory stays flat in K: chunks shrink K-fold
+    assert len(chunks) == -(-n // max(1, physical // k))  # K = 4: 2 examples (8 rows of draws) per chunk
     return {name: g * n for name, g in gradient.items()}  # undo the division by the expected batch size
 
 
@@ -82,15 +97,35 @@ def test_the_tempting_implementation_would_fail_the_bound():
         return {name: value[rows] for name, value in data.items()}
 
     def summed(n):
-        model = _tiny_unet()
         data = repeated(n)
-        config = DPConfig(10.0, 1e-5, len(data["x0"]), 1, C, physical_batch_size=64)
-        engine = DPSGDEngine(model, diffusion_example_loss(DiffusionSchedule()), config, len(data["x0"]),
-                             torch.device("cpu"), seed=0)
-        engine.ledger = dataclasses.replace(engine.ledger, noise_multiplier=0.0)
-        gradient = engine.noisy_gradient(lambda idx, gen: {name: v[idx] for name, v in data.items()})
+        trainer = _signal_only_trainer(data, 1, 64, [])  # one chunk: the K rows of an example clipped apart
+        gradient = trainer._privatised_gradient()
         return {name: g * len(data["x0"]) for name, g in gradient.items()}
 
     without, with_extra = summed(5), summed(6)
     contribution = torch.cat([(with_extra[n] - without[n]).flatten() for n in without]).norm().item()
     assert contribution == pytest.approx(K * C, rel=1e-2)
+
+
+def test_the_methods_batch_maker_draws_k_per_example_from_the_engines_examples():
+    """diffusion_batch_maker: K (timestep, noise, label) draws per private example, the example's x0 once."""
+    schedule = DiffusionSchedule()
+    make_batch = diffusion_batch_maker(schedule, K, 0.25, null_class=3)
+    x = torch.rand(1000, 1, 8, 8) * 2 - 1
+    y = torch.arange(1000) % 3
+    batch = make_batch({"x": x, "y": y}, torch.Generator().manual_seed(0))
+    assert batch["x0"] is x
+    assert batch["t"].shape == (1000, K) and batch["noise"].shape == (1000, K, 1, 8, 8) and batch["y"].shape == (1000, K)
+    assert not torch.equal(batch["t"][:, 0], batch["t"][:, 1])  # the K draws differ
+    kept = batch["y"] != 3
+    assert torch.equal(batch["y"][kept], y.unsqueeze(1).expand(1000, K)[kept])  # labels kept or dropped, never changed
+    assert 0.2 < (~kept).float().mean().item() < 0.3  # dropped to the null class with p_uncond
+    again = make_batch({"x": x, "y": y}, torch.Generator().manual_seed(0))
+    assert all(torch.equal(batch[name], again[name]) for name in batch)  # drawn from the engine's generator only
+    # and the engine runs a real step with it: K draws per example, chunks shrunk K-fold
+    settings = DPSettings(expected_batch_size=4, steps=1, max_grad_norm=1.0, noise_multiplicity=K,
+                          physical_batch_size=8)
+    trainer = PrivateTrainer(_tiny_unet(), diffusion_example_loss(schedule), make_batch, settings, private_x=x[:8],
+                             private_y=y[:8], epsilon=10.0, delta=1e-5, device=torch.device("cpu"), seed=0)
+    gradient = trainer._privatised_gradient()
+    assert set(gradient) == set(trainer.trainable) and all(torch.isfinite(g).all() for g in gradient.values())

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from dpbench.data import real_pairs as rp
-from dpbench.data.imagenet_classes import DEVKIT_TO_CIFAR10, TABLE_I
+from dpbench.builtins import real_pairs as rp
+from dpbench.builtins.imagenet_classes import DEVKIT_TO_CIFAR10, TABLE_I
+from dpbench.data.file_report import ENV_VAR
 from dpbench.data.readers import CorruptFileError, celeba, imagenet32_npz, mnist_idx, svhn_mat
 from dpbench.data.types import DataMissingError
 from tests.fixtures_real import write_all, write_celeba, write_imagenet32, write_mnist, write_svhn
@@ -23,7 +24,7 @@ def root(tmp_path_factory) -> Path:
 
 
 def test_registered_through_the_plugin_hook():
-    import dpbench_plugins.pairs_real as plugin
+    import dpbench.builtins.pairs_real as plugin
 
     registered = []
     plugin.dpbench_register_pairs(registered.append)
@@ -31,6 +32,10 @@ def test_registered_through_the_plugin_hook():
         "svhn-mnist", "imagenet32-cifar10", "imagenet32-cifar10-1pct", "imagenet-celeba", "imagenet-celeba-64"
     ]
     assert all(p.check_files and p.download for p in registered)
+    from dpbench.api.registry import load_registry
+
+    origin = load_registry().origin  # and the registry gets them through the entry-point group
+    assert {origin[f"pair:{p.name}"].module for p in registered} == {"dpbench.builtins.pairs_real"}
 
 
 def test_svhn_mnist_common_format(root):
@@ -199,7 +204,7 @@ def test_check_files_on_an_empty_root_lists_exact_paths(tmp_path):
 
 
 def test_data_root_from_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv(rp.ENV_VAR, str(tmp_path))
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
     assert rp.resolve_data_root(None) == tmp_path
     assert rp.resolve_data_root("/elsewhere") == Path("/elsewhere")
     assert PAIRS["svhn-mnist"].check_files(None)[0].path == str(tmp_path / "svhn/train_32x32.mat")
@@ -283,6 +288,7 @@ def test_cifar_pickles_load_numpy_arrays_only(tmp_path):
 
 def test_download_fetches_only_what_is_missing(tmp_path, monkeypatch):
     import torchvision.datasets as tvd
+
     from tests.fixtures_real import write_cifar10
 
     calls = []

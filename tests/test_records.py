@@ -1,34 +1,70 @@
-"""Failed runs, the record schema, and the leaderboard built from records."""
+"""Failed runs, the record schema (v2), and the leaderboard built from records."""
 import json
 import math
+import re
+import warnings
 
+import jsonschema
+import pytest
 from click.testing import CliRunner
 
+from dpbench.api.registry import load_registry
 from dpbench.cli import main
-from dpbench.leaderboard import build_leaderboard
-from dpbench.results import PRIVACY_KEYS, REQUIRED_KEYS, write_record
+from dpbench.report.leaderboard import build_leaderboard
+from dpbench.run.records import SCHEMA_VERSION, read_records, run_dir, validate_record, write_record
+from dpbench.storage import cache_key
 from tests.conftest import install_fake_distribution
 
 FAULTY_PLUGIN = '''
+from dataclasses import dataclass
+
 import torch
+from torch import nn
+
 import dpbench
-from dpbench.privacy.ledger import PrivacyLedger
+
+FAULTS = ("none", "crash", "no_step", "overshare")
+
+
+@dataclass(frozen=True)
+class FaultySettings:
+    fault: str = dpbench.setting("none", "what goes wrong", choices=FAULTS)
+    samples_per_class: int = dpbench.setting(2, "samples per class", minimum=1)
+
+
+def _loss(model_fn, example):
+    return model_fn(example["x"].unsqueeze(0)).square().mean()
+
+
+def _pass_through(examples, generator):
+    return examples
+
+
+def _flatten(images):
+    return images.float().flatten(1) / 255
 
 
 class Overspender(dpbench.Method):
-    """Claims a ledger whose noise is far too small for the target: the harness must refuse it."""
+    """Trains through the harness's DP engine as told, or crashes, skips the engine or overspends its shares."""
     name = "overspender"
     produces = "generator"
+    Settings = FaultySettings
 
-    def configure(self, preset, pair):
-        return {"crash": False}
+    def settings(self, preset, pair):
+        return FaultySettings()
 
-    def train(self, ctx, config):
-        if config["crash"]:
+    def train(self, ctx, settings):
+        if settings.fault == "crash":
             raise RuntimeError("out of memory in step 3")
-        ledger = PrivacyLedger(accountant="rdp", noise_multiplier=0.3, sample_rate=0.5, steps=100,
-                               max_grad_norm=1.0, delta=ctx.delta, epsilon_target=ctx.epsilon)
-        return dpbench.MethodResult(artifact=Zeros(), ledger=ledger, trainable_parameters=1, total_parameters=1)
+        model = nn.Linear(784, 1)
+        dp = dpbench.DPSettings(expected_batch_size=64, steps=3, max_grad_norm=1.0)
+        if settings.fault != "no_step":
+            share = 0.6 if settings.fault == "overshare" else 1.0
+            trainer = ctx.private_trainer(model, _loss, _pass_through, dp, prepare=_flatten, budget_share=share)
+            if settings.fault == "overshare":  # a second stage whose share takes the total above 1
+                ctx.private_trainer(nn.Linear(784, 1), _loss, _pass_through, dp, prepare=_flatten, budget_share=0.6)
+            trainer.run(torch.optim.SGD(model.parameters(), lr=0.1))
+        return dpbench.MethodResult(artifact=Zeros(), trainable_parameters=1, total_parameters=1)
 
 
 class Zeros:
@@ -42,63 +78,131 @@ def dpbench_register_methods(register):
 '''
 
 
+@pytest.fixture
+def faulty(plugin_path):
+    install_fake_distribution(plugin_path, "dpbench-faulty", "0.1.0", {"faulty": "thirdparty_faulty"},
+                              {"thirdparty_faulty": FAULTY_PLUGIN})
+
+
 def _run(tmp_path, *extra):
     return CliRunner().invoke(main, ["run", "--method", "overspender", "--pair", "digits-mnist", "--eps", "1",
                                      "--preset", "smoke", "--evaluator", "accuracy", "--out", str(tmp_path / "runs"),
                                      "--cache-dir", str(tmp_path / "cache"), *extra])
 
 
-def test_a_ledger_over_budget_is_a_failed_run_never_a_completed_record(plugin_path, tmp_path):
-    install_fake_distribution(plugin_path, "dpbench-faulty", "0.1.0", {"faulty": "thirdparty_faulty"},
-                              {"thirdparty_faulty": FAULTY_PLUGIN})
+def _the_record(tmp_path):
+    """The run's only record, at <out>/<pair>/<method>/<preset>-<config hash>/eps<E>/seed<S>/record.json."""
+    [path] = list((tmp_path / "runs").rglob("record.json"))
+    record = json.loads(path.read_text())
+    relative = path.relative_to(tmp_path / "runs").as_posix()
+    assert relative == f"digits-mnist/overspender/smoke-{record['config_hash']}/eps1/seed0/record.json"
+    assert re.fullmatch(r"[0-9a-f]{10}", record["config_hash"])
+    validate_record(record)
+    return path, record
+
+
+def test_an_honest_run_of_the_test_method_completes(faulty, tmp_path):
+    """The control for the failures below: the same method, nothing wrong, writes a completed record."""
+    result = _run(tmp_path)
+    assert result.exit_code == 0, result.output
+    path, record = _the_record(tmp_path)
+    assert record["status"] == "completed" and "accuracy" in record["metrics"]
+    assert record["privacy"]["epsilon"] <= 1 and record["privacy"]["steps"] == 3
+    assert (path.parent / "samples.png").exists()
+
+
+def test_a_ledger_over_budget_is_a_failed_run_never_a_completed_record(faulty, tmp_path, monkeypatch):
+    """An engine whose noise is far too small for the target (here: a broken calibration) spends more than ε;
+    the harness's independent re-check of the ledger refuses the run."""
+    monkeypatch.setattr("dpbench.privacy.engine.calibrate_noise", lambda *args, **kwargs: 0.3)
     result = _run(tmp_path)
     assert result.exit_code == 1
     assert "exceeds the target" in result.output
-    record = json.loads((tmp_path / "runs/digits-mnist/overspender/eps1/seed0/record.json").read_text())
+    path, record = _the_record(tmp_path)
     assert record["status"] == "failed" and record["error"]["type"] == "PrivacyBudgetError"
     assert record["metrics"] == {}
-    assert not (tmp_path / "runs/digits-mnist/overspender/eps1/seed0/samples.png").exists()
+    assert "epsilon" not in record["privacy"]  # no recomputed ε is ever written for a refused ledger
+    assert not (path.parent / "samples.png").exists()
 
 
-def test_a_method_that_raises_is_a_failed_run_with_the_reason(plugin_path, tmp_path):
-    install_fake_distribution(plugin_path, "dpbench-faulty", "0.1.0", {"faulty": "thirdparty_faulty"},
-                              {"thirdparty_faulty": FAULTY_PLUGIN})
-    result = _run(tmp_path, "--set", "crash=true")
+@pytest.mark.parametrize("fault, error_type, message", [
+    ("no_step", "NoPrivateStepError", "took no private step"),
+    ("overshare", "ValueError", "budget shares add up to 1.2 > 1"),
+])
+def test_the_harness_refuses_a_run_outside_its_engines(faulty, tmp_path, fault, error_type, message):
+    result = _run(tmp_path, "--set", f"fault={fault}")
+    assert result.exit_code == 1, result.output
+    path, record = _the_record(tmp_path)
+    assert record["status"] == "failed" and record["error"]["type"] == error_type
+    assert message in record["error"]["message"]
+    assert record["metrics"] == {} and not (path.parent / "samples.png").exists()
+
+
+def test_a_method_that_raises_is_a_failed_run_with_the_reason(faulty, tmp_path):
+    result = _run(tmp_path, "--set", "fault=crash")
     assert result.exit_code == 1
-    record = json.loads((tmp_path / "runs/digits-mnist/overspender/eps1/seed0/record.json").read_text())
+    _, record = _the_record(tmp_path)
     assert record["status"] == "failed" and "out of memory in step 3" in record["error"]["message"]
+    assert record["method"]["overrides"] == {"fault": "crash"} and record["method"]["settings"]["fault"] == "crash"
     assert not list((tmp_path / "runs").rglob("*.tmp"))  # nothing half-written left behind
 
 
-def _record(method, epsilon, seed, fid, accuracy, preset="default"):
+def _record(method, epsilon, seed, fid, accuracy, preset="default", overrides=None, pair="digits-mnist"):
+    overrides = overrides or {}
+    config = {"method": method, "settings": {"steps": 10, **overrides}, "preset": preset, "pair": pair,
+              "data_digest": "0123abcd", "delta": 1e-5, "evaluators": {}}
+    stage = {"noise_multiplier": 1.0 if math.isfinite(epsilon) else 0.0, "sample_rate": 0.1, "expected_batch_size": 400,
+             "steps": 10, "planned_steps": 10, "max_grad_norm": 1.0 if math.isfinite(epsilon) else None,
+             "noise_multiplicity": 1, "budget_share": 1.0}
     return {
-        "schema_version": 1, "status": "completed", "preset": preset, "seed": seed,
-        "method": {"name": method, "config": {}}, "pair": {"name": "digits-mnist"},
-        "privacy": {"epsilon_target": epsilon, "epsilon": epsilon if math.isfinite(epsilon) else "inf",
-                    "delta": 1e-5, "accountant": "rdp", "noise_multiplier": 1.0, "sample_rate": 0.1, "steps": 10,
-                    "max_grad_norm": 1.0, "noise_multiplicity": 1},
-        "metrics": {"fid": {"value": fid, "higher_is_better": False},
-                    "accuracy": {"value": accuracy, "higher_is_better": True}},
+        "schema_version": SCHEMA_VERSION, "status": "completed", "preset": preset, "seed": seed,
+        "config_hash": cache_key(config, length=10), "config": config,
+        "method": {"name": method, "produces": "generator", "reference": "", "settings": config["settings"],
+                   "overrides": overrides, "plugin": {"name": "test", "distribution": None, "version": None}},
+        "pair": {"name": pair, "data_digest": "0123abcd", "n_public": 1797, "n_private_train": 4000,
+                 "n_private_test": 1000, "info": {}},
+        "privacy": {"epsilon_target": epsilon, "epsilon": epsilon, "delta": 1e-5, "private": math.isfinite(epsilon),
+                    "accountant": "rdp", "n_private": 4000, "steps": 10 if epsilon else 0,
+                    "stages": [stage] if epsilon else []},
+        "metrics": {"fid": {"value": fid, "higher_is_better": False, "reference": False, "evaluator": "fid"},
+                    "accuracy": {"value": accuracy, "higher_is_better": True, "reference": False,
+                                 "evaluator": "accuracy"}},
         "cost": {"wall_seconds": {"total": 100.0}, "peak_memory_mb": 500.0, "trainable_parameters": 1000,
                  "trainable_fraction": 0.25},
-        "env": {}, "started_at": "", "finished_at": "",
+        "env": {"dpbench": "test", "api_version": "1.0", "torch": "x", "python": "3", "git_commit": None,
+                "device": "cpu"},
+        "warnings": [], "started_at": "", "finished_at": "",
     }
+
+
+def _write(runs, record):
+    directory = run_dir(runs, record["pair"]["name"], record["method"]["name"], record["preset"], record["config_hash"],
+                        record["privacy"]["epsilon_target"], record["seed"])
+    write_record(directory, record)
+    return directory
+
+
+def _rows(table: str, label: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()
+            if line.startswith(f"| {label} ")]
 
 
 def test_leaderboard_mean_std_over_seeds_with_reference_rows(tmp_path):
     runs = tmp_path / "runs"
     records = [_record("dp-loda", 10.0, 0, 50.0, 0.80), _record("dp-loda", 10.0, 1, 70.0, 0.90),
                _record("dp-lora", 10.0, 0, 60.0, 0.85), _record("dp-loda", 1.0, 0, 90.0, 0.5),
-               _record("dp-loda", math.inf, 0, 20.0, 0.97), _record("public-only", 0.0, 0, 120.0, 0.4)]
-    for r in records:
-        eps = r["privacy"]["epsilon_target"]
-        label = "inf" if math.isinf(eps) else f"{eps:g}"
-        write_record(runs / "digits-mnist" / r["method"]["name"] / f"eps{label}" / f"seed{r['seed']}", r)
-    (runs / "digits-mnist/dp-loda/eps10/seed1/samples.png").write_bytes(b"seed1")
-    (runs / "digits-mnist/dp-loda/eps10/seed0/samples.png").write_bytes(b"seed0")
-    failed = {**_record("dp-ldm", 10.0, 0, 1.0, 1.0), "status": "failed"}
-    write_record(runs / "digits-mnist/dp-ldm/eps10/seed0", failed)
-    text = build_leaderboard(runs, tmp_path / "board").read_text()
+               _record("dp-loda", math.inf, 0, 20.0, 0.97), _record("public-only", 0.0, 0, 120.0, 0.4),
+               # the same cell (pair, method, ε) under another preset, and under the default preset with an override
+               _record("dp-loda", 10.0, 0, 200.0, 0.30, preset="smoke"),
+               _record("dp-loda", 10.0, 0, 40.0, 0.95, overrides={"rank": 8})]
+    directories = [_write(runs, r) for r in records]
+    (directories[1] / "samples.png").write_bytes(b"seed1")
+    (directories[0] / "samples.png").write_bytes(b"seed0")
+    failed = {**_record("dp-ldm", 10.0, 0, 1.0, 1.0), "status": "failed",
+              "error": {"type": "RuntimeError", "message": "boom"}}
+    _write(runs, failed)
+    published = list(load_registry().published.values())  # registered through the dpbench_published_results hook
+    text = build_leaderboard(runs, tmp_path / "board", published).read_text()
     assert "## digits-mnist, ε = 10" in text and "## digits-mnist, ε = 1" in text
     assert "fid ↓" in text and "accuracy ↑" in text
     assert "60 ± 14.14" in text  # FID mean ± sample std of 50 and 70
@@ -107,13 +211,74 @@ def test_leaderboard_mean_std_over_seeds_with_reference_rows(tmp_path):
     eps10 = text.split("## digits-mnist, ε = 10")[1].split("##")[0]
     assert "*dp-loda (no DP, ε = ∞)*" in eps10 and "*public-only (no private data, ε = 0)*" in eps10
     assert "25.00%" in eps10  # the trainable fraction column
-    assert "**dp-diffusion (DPDM, published)**" in text  # the marked reference row
-    assert "[png](samples/digits-mnist/dp-loda-eps10.png)" in eps10
-    assert (tmp_path / "board/samples/digits-mnist/dp-loda-eps10.png").read_bytes() == b"seed0"  # lowest seed
+    # the published DPDM number is MNIST's (pair svhn-mnist): shown only once a run of that pair is there
+    assert "**dp-diffusion (DPDM, published)**" not in text
+
+    # Rows are (method, preset, config hash): smoke and default runs of one cell are never averaged together,
+    # and neither is a run with overridden settings.
+    loda_rows = _rows(eps10, "dp-loda")
+    assert len(loda_rows) == 3
+    by_config = {(row[1], row[2].split(" (")[0]): row for row in loda_rows}
+    default_hash = records[0]["config_hash"]
+    assert set(by_config) == {("default", "preset defaults"), ("smoke", "preset defaults"), ("default", "rank=8")}
+    default_row = by_config[("default", "preset defaults")]
+    assert default_row[3] == "2" and default_row[4] == "60 ± 14.14" and f"({default_hash[:6]})" in default_row[2]
+    assert by_config[("smoke", "preset defaults")][3] == "1" and by_config[("smoke", "preset defaults")][4] == "200"
+    assert by_config[("default", "rank=8")][4] == "40"
+    assert len({records[0]["config_hash"], records[6]["config_hash"], records[7]["config_hash"]}) == 3
+
+    link = f"samples/digits-mnist/dp-loda-default-{default_hash[:6]}-eps10.png"
+    assert f"[png]({link})" in default_row[-1]
+    assert (tmp_path / "board" / link).read_bytes() == b"seed0"  # lowest seed
+    assert by_config[("smoke", "preset defaults")][-1] == "–"  # no grid for the smoke run
+
+    _write(runs, _record("dp-loda", 10.0, 0, 30.0, 0.9, pair="svhn-mnist"))
+    text = build_leaderboard(runs, tmp_path / "board", published).read_text()
+    assert "## svhn-mnist, ε = 10" in text
+    assert "**dp-diffusion (DPDM, published)**" in text.split("## Published reference numbers")[1]  # marked row
+
+
+def test_records_of_another_schema_version_are_skipped_with_a_warning(tmp_path):
+    runs = tmp_path / "runs"
+    _write(runs, _record("dp-loda", 10.0, 0, 50.0, 0.8))
+    old = runs / "digits-mnist/dp-loda/eps10/seed0"  # the v1 layout and schema
+    old.mkdir(parents=True)
+    (old / "record.json").write_text(json.dumps({"schema_version": 1, "status": "completed"}))
+    with pytest.warns(UserWarning, match=r"skipped 1 record\(s\) not in schema v2.*eps10/seed0/record.json \(schema v1\)"):
+        records = read_records(runs)
+    assert [r["schema_version"] for r in records] == [SCHEMA_VERSION]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text = build_leaderboard(runs, tmp_path / "board").read_text()
+    assert "dp-loda" in text  # the v2 record still makes the table
 
 
 def test_written_records_carry_the_schema(tmp_path):
     record = _record("dp-loda", 10.0, 0, 50.0, 0.8)
     path = write_record(tmp_path / "r", record)
     loaded = json.loads(path.read_text())
-    assert set(REQUIRED_KEYS) <= set(loaded) and set(PRIVACY_KEYS) <= set(loaded["privacy"])
+    assert loaded["schema_version"] == SCHEMA_VERSION == 2
+    validate_record(loaded)
+    assert {"schema_version", "status", "method", "pair", "preset", "seed", "config_hash", "config", "privacy",
+            "metrics", "cost", "env", "warnings", "started_at", "finished_at"} <= set(loaded)
+    assert {"epsilon_target", "epsilon", "delta", "private", "accountant", "n_private", "steps", "stages"} \
+        <= set(loaded["privacy"])
+    inf = write_record(tmp_path / "inf", _record("dp-loda", math.inf, 0, 50.0, 0.8))
+    assert json.loads(inf.read_text())["privacy"]["epsilon"] == "inf"  # JSON has no inf
+
+
+@pytest.mark.parametrize("break_it, where", [
+    (lambda r: r.pop("config_hash"), "config_hash"),
+    (lambda r: r["privacy"].pop("stages"), "stages"),  # a completed record needs its full privacy section
+    (lambda r: r.update(schema_version=1), "schema_version"),
+    (lambda r: r.update(status="failed"), "error"),  # a failed record needs its error
+    (lambda r: r["privacy"]["stages"][0].update(sample_rate=0), "sample_rate"),
+    (lambda r: r["method"].pop("plugin"), "plugin"),
+])
+def test_a_record_outside_the_schema_is_never_written(tmp_path, break_it, where):
+    record = _record("dp-loda", 10.0, 0, 50.0, 0.8)
+    break_it(record)
+    with pytest.raises(jsonschema.ValidationError) as err:
+        write_record(tmp_path / "r", record)
+    assert where in str(err.value)
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())

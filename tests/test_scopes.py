@@ -2,13 +2,24 @@
 import pytest
 import torch
 
+from dpbench.api.registry import UnknownNameError, load_registry
+from dpbench.builtins.scopes import AttentionScope, FullScope, LoDAScope, LoRAScope
 from dpbench.data.types import ImageSet
-from dpbench.models.autoencoder import AutoencoderConfig, AutoencoderTraining, public_autoencoder
+from dpbench.finetune.method import DiffusionSettings, parse_parts
+from dpbench.models.autoencoder import AutoencoderConfig
 from dpbench.models.lora import LoRAConv1x1, LoRALinear, lora_targets
-from dpbench.models.scopes import apply_scope, parse_parts
 from dpbench.models.unet import AttentionBlock, ClassConditionalUNet, UNetConfig
+from dpbench.pretrain.autoencoder import AutoencoderTraining, public_autoencoder
 
 torch.set_num_threads(2)
+SCOPES = {scope.name: scope for scope in (FullScope(), AttentionScope(), LoRAScope(), LoDAScope())}
+
+
+def apply_scope(model, scope, **settings):
+    """Apply a built-in scope with the diffusion settings' defaults (overridden by `settings`); returns the
+    trainable parameter count."""
+    SCOPES[scope].apply(model, DiffusionSettings(scope=scope).with_(**settings))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def _unet(seed=0):
@@ -71,8 +82,21 @@ def test_lora_starts_as_the_base_model_and_trains_only_adapters():
 def test_loda_scope_and_unknown_scope():
     model = _unet()
     assert apply_scope(model, "loda") == sum(p.numel() for n, p in model.named_parameters() if "loda_" in n)
-    with pytest.raises(ValueError, match="unknown scope"):
-        apply_scope(_unet(), "everything")
+    registry = load_registry()
+    assert {name: type(scope) for name, scope in registry.scopes.items()} == {n: type(s) for n, s in SCOPES.items()}
+    with pytest.raises(UnknownNameError, match="unknown scope 'everything'"):
+        registry.scope("everything")
+    with pytest.raises(UnknownNameError, match="unknown scope 'everything'"):  # refused before anything runs
+        registry.method("dp-loda").validate(DiffusionSettings(scope="everything"), registry)
+
+
+def test_scopes_read_their_knobs_from_the_settings():
+    small, large = _unet(), _unet()
+    assert apply_scope(small, "loda", rank=2) * 2 == apply_scope(large, "loda", rank=4)  # adapters are linear in r
+    small, large = _unet(), _unet()
+    assert apply_scope(small, "lora", rank=2) * 2 == apply_scope(large, "lora", rank=4)
+    with pytest.raises(ValueError, match="attention_blocks"):
+        apply_scope(_unet(), "attention", attention_blocks="middle")
 
 
 def test_autoencoder_latents_bounded_cached_and_public_only(tmp_path):
