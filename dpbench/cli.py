@@ -302,8 +302,11 @@ def pretrain(pair, backbone, preset, output, data_root, device, cache_dir, as_js
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
-        click.echo(f"pre-trained {backbone} for {pair} ({preset}) in {summary['seconds']:.0f} s; wrote "
-                   + ", ".join(summary["files"]))
+        trained = summary["train_seconds"]
+        how = (f"training took {trained:.0f} s" if trained is not None else "training time not recorded")
+        if trained is None or summary["seconds"] < trained:
+            how += f" (reused the local cache entry; this command took {summary['seconds']:.0f} s)"
+        click.echo(f"pre-trained {backbone} for {pair} ({preset}): {how}; wrote " + ", ".join(summary["files"]))
 
 
 @main.command()

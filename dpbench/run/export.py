@@ -1,6 +1,7 @@
 """`dpbench pretrain`: train a pair's public backbone by its recipe and write it, with the recipe, for shipping."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -20,8 +21,9 @@ def export_backbone(registry: Registry, *, pair: str, backbone: str, preset: str
     started = time.perf_counter()
     directory = Path(output) if output is not None else None
     paths = builder.export(ctx, directory) if directory is not None else builder.export(ctx, _default_dir(builder))
+    meta = json.loads(Path(paths[-1]).read_text()) if str(paths[-1]).endswith(".json") else {}
     return {"pair": pair, "backbone": backbone, "preset": preset, "files": [str(p) for p in paths],
-            "seconds": round(time.perf_counter() - started, 1)}
+            "seconds": round(time.perf_counter() - started, 1), "train_seconds": meta.get("train_seconds")}
 
 
 def _default_dir(builder) -> Path:
