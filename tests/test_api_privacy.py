@@ -267,3 +267,11 @@ def test_noise_scale_is_sigma_times_c_over_the_expected_batch():
     expected_std = trainer.plan.noise_multiplier * 1.0 / (trainer.plan.sample_rate * 200)
     assert draws.std().item() == pytest.approx(expected_std, rel=0.35)  # 48 draws: a loose but real check
     assert math.isfinite(trainer.plan.noise_multiplier) and trainer.plan.noise_multiplier > 0
+
+
+def test_the_plan_and_the_private_examples_are_not_the_methods_to_change():
+    trainer = _zero_gradient_trainer(identity_batch)
+    for name in ("plan", "settings"):
+        with pytest.raises(AttributeError):
+            setattr(trainer, name, None)
+    assert not hasattr(trainer, "_x") and not hasattr(trainer, "_y")

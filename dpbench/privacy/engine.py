@@ -85,17 +85,18 @@ class PrivateTrainer:
     def __init__(self, model: nn.Module, loss: PerExampleLoss, make_batch: MakeBatch, settings: DPSettings, *,
                  private_x: torch.Tensor, private_y: torch.Tensor, epsilon: float, delta: float,
                  device: torch.device, seed: int, prior=(), budget_share: float = 1.0) -> None:
-        self.model, self.settings, self.device = model, settings, device
+        self.model, self.device = model, device
+        self.__settings = settings
         self._make_batch = make_batch
-        self._x, self._y = private_x.to(device), private_y.to(device)
-        self.n_private = len(self._y)
+        self.__x, self.__y = private_x.to(device), private_y.to(device)
+        self.n_private = len(self.__y)
         self.private = math.isfinite(epsilon)
         self.delta = delta
         self._prior = list(prior)
         sample_rate = min(1.0, settings.expected_batch_size / self.n_private)
         sigma = calibrate_noise(epsilon, delta, sample_rate, settings.steps, settings.accountant, prior=self._prior) \
             if self.private else 0.0
-        self.plan = PrivacyStage(noise_multiplier=sigma, sample_rate=sample_rate,
+        self.__plan = PrivacyStage(noise_multiplier=sigma, sample_rate=sample_rate,
                                  expected_batch_size=settings.expected_batch_size, steps=settings.steps,
                                  planned_steps=settings.steps,
                                  max_grad_norm=settings.max_grad_norm if self.private else None,
@@ -120,6 +121,15 @@ class PrivateTrainer:
         self._per_example_grads = vmap(grad(example_loss), in_dims=(None, 0))
 
     @property
+    def settings(self) -> DPSettings:
+        return self.__settings
+
+    @property
+    def plan(self) -> PrivacyStage:
+        """The calibrated stage (read-only: sigma and q are the harness's, not the method's)."""
+        return self.__plan
+
+    @property
     def steps_done(self) -> int:
         return self.__steps_done
 
@@ -129,7 +139,7 @@ class PrivateTrainer:
 
     def spent(self) -> PrivacyStage:
         """The stage as actually run so far (equal to the plan once every step is taken)."""
-        return dataclasses.replace(self.plan, steps=self.__steps_done)
+        return dataclasses.replace(self.__plan, steps=self.__steps_done)
 
     def per_example_grads(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         params = {n: p.detach() for n, p in self.trainable.items()}
@@ -137,33 +147,33 @@ class PrivateTrainer:
 
     def _sample_indices(self) -> torch.Tensor:
         """Poisson sampling: each private example joins the batch independently with the sample rate."""
-        mask = torch.rand(self.n_private, generator=self.__sampling) < self.plan.sample_rate
+        mask = torch.rand(self.n_private, generator=self.__sampling) < self.__plan.sample_rate
         return mask.nonzero().flatten()
 
     def _privatised_gradient(self) -> dict[str, torch.Tensor]:
         """One step's released gradient: sum of clipped per-example grads + noise, over the expected batch size.
         The step is counted here, before anything is computed, so no released gradient goes uncounted."""
-        if self.__steps_done >= self.plan.planned_steps:
+        if self.__steps_done >= self.__plan.planned_steps:
             raise RuntimeError("the planned number of DP steps is spent; more steps would exceed the ledger")
         self.__steps_done += 1
-        indices = self._sample_indices().to(self._y.device)
+        indices = self._sample_indices().to(self.__y.device)
         self.batch_sizes.append(len(indices))
         total = {n: torch.zeros_like(p) for n, p in self.trainable.items()}
         # K draws per example multiply activation memory by K, so the chunk shrinks by K to keep it flat.
         chunk = max(1, self.settings.physical_batch_size // self.settings.noise_multiplicity)
         for start in range(0, len(indices), chunk):
             idx = indices[start:start + chunk]
-            batch = self._make_batch({"x": self._x[idx], "y": self._y[idx]}, self.batch_generator)
+            batch = self._make_batch({"x": self.__x[idx], "y": self.__y[idx]}, self.batch_generator)
             grads = self.per_example_grads({k: v.to(self.device) for k, v in batch.items()})
             if self.private:
-                grads, _ = clip_and_sum(grads, self.settings.max_grad_norm)
+                grads, _ = clip_and_sum(grads, self.__plan.max_grad_norm)
             else:
                 grads = {n: g.sum(0) for n, g in grads.items()}
             for n in total:
                 total[n] += grads[n]
         if self.private:
-            total = add_gaussian_noise(total, self.plan.noise_multiplier, self.settings.max_grad_norm, self.__noise)
-            denominator = self.plan.sample_rate * self.n_private
+            total = add_gaussian_noise(total, self.__plan.noise_multiplier, self.__plan.max_grad_norm, self.__noise)
+            denominator = self.__plan.sample_rate * self.n_private
         else:
             denominator = max(len(indices), 1)
         return {n: g / denominator for n, g in total.items()}
@@ -179,12 +189,12 @@ class PrivateTrainer:
         """ε of the run's earlier stages plus this one's steps so far."""
         if not self.private:
             return math.inf
-        history = [*self._prior, (self.plan.noise_multiplier, self.plan.sample_rate, self.__steps_done)]
+        history = [*self._prior, (self.__plan.noise_multiplier, self.__plan.sample_rate, self.__steps_done)]
         return epsilon_of_history(history, self.delta, self.settings.accountant)
 
     def run(self, optimizer: torch.optim.Optimizer, progress=None, description: str = "DP fine-tune (private)") -> None:
         """Every remaining planned step, with a progress bar that shows ε spent so far."""
-        total = self.plan.planned_steps
+        total = self.__plan.planned_steps
         task = progress.task(description, total=total) if progress else None
         report_every = max(1, total // 20)
         while self.__steps_done < total:
