@@ -62,7 +62,8 @@ def test_readme_plugin_runs_through_run_and_leaderboard(plugin_path, tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| dp-mean-image")]
     assert len(rows) == 3
     assert any("| smoke " in r and "batch_size=128" in r for r in rows)
-    assert any("| default " in r and "preset defaults" in r for r in rows)
+    assert any("| default " in r and "steps=10 (" in r for r in rows)
+    assert sum("| smoke " in r for r in rows) == 2
 
 
 def test_bitfit_scope_plugin_runs_on_the_builtin_pixel_backbone(plugin_path, tmp_path):
