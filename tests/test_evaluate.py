@@ -63,3 +63,20 @@ def test_evaluate_refuses_a_changed_synthetic_set(smoke_run, tmp_path):
 def test_evaluate_names_a_folder_without_a_record(tmp_path):
     result = CliRunner().invoke(main, ["evaluate", str(tmp_path)])
     assert result.exit_code == 2 and "holds no record.json" in result.output
+
+
+def test_real_data_ceiling_trains_on_as_many_real_images_per_class(tmp_path):
+    import torch
+
+    from dpbench.builtins.pair_digits_mnist import load_digits_mnist
+    from dpbench.eval.downstream import real_data_accuracy
+
+    data = load_digits_mnist()
+    labels = torch.tensor([0] * 30 + [1] * 10 + [2] * 5)
+    pair = type("Pair", (), {"name": "digits-mnist", "classifier": "cnn", "channels": 1, "image_size": 28,
+                             "num_classes": 10})()
+    value = real_data_accuracy(pair, data.private_train, data.private_test, labels, preset="smoke", seed=0,
+                               device=torch.device("cpu"), cache_dir=tmp_path)
+    entry = json.loads(next((tmp_path / "real_data").glob("*.json")).read_text())
+    assert entry["n"] == 45 and entry["key"]["counts"][:4] == [30, 10, 5, 0]
+    assert 0.0 <= value <= 1.0 and entry["accuracy"] == value

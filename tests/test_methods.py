@@ -42,7 +42,9 @@ def test_dp_loda_smoke_with_every_evaluator(tmp_path, shared_cache):
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["status"] == "completed"
-    assert {"fid", "kid", "accuracy", "accuracy_public_only"} <= set(record["metrics"])
+    assert {"fid", "kid", "accuracy", "accuracy_public_only", "accuracy_real_data"} <= set(record["metrics"])
+    ceiling = record["metrics"]["accuracy_real_data"]
+    assert ceiling["reference"] and 0.0 <= ceiling["value"] <= 1.0
     assert record["metrics"]["fid"]["value"] > 0 and record["metrics"]["fid"]["higher_is_better"] is False
     privacy = record["privacy"]
     ledger = _ledger(privacy)

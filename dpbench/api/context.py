@@ -119,3 +119,5 @@ class EvalContext:
     progress: Progress
     cache_dir: Path
     extra: dict[str, Any] = field(default_factory=dict)
+    # for reference figures only (the real-data ceiling); an evaluator never puts private images in an output
+    private_train: ImageSet | None = None

@@ -12,7 +12,7 @@ import torch
 
 from dpbench.data.types import ImageSet, PairSpec
 from dpbench.models.classifiers import accuracy, build_classifier, fit_classifier
-from dpbench.storage import atomic_write_bytes, cache_key
+from dpbench.storage import atomic_write_bytes, cache_key, tensor_digest
 
 # Fixed training budgets per preset (no early stopping, so nothing can be tuned on the test split).
 DOWNSTREAM_TRAINING = {
@@ -30,6 +30,23 @@ def train_and_test(pair: PairSpec, train: ImageSet, test: ImageSet, *, preset: s
     fit_classifier(model, train.images, train.labels, epochs=settings["epochs"], batch_size=settings["batch_size"],
                    lr=settings["lr"], device=device, seed=seed, progress=progress)
     return accuracy(model, test.images, test.labels, device)
+
+
+def real_data_accuracy(pair: PairSpec, private_train: ImageSet, test: ImageSet, labels: torch.Tensor, *,
+                       preset: str, seed: int, device: torch.device, cache_dir: Path) -> float:
+    """The ceiling synthetic data can approach: the same classifier trained on as many real private-train images
+    per class as the synthetic set has (the first ones of each class, in split order), tested once. A reference,
+    never released: no artifact of the run carries these images."""
+    counts = torch.bincount(labels, minlength=pair.num_classes).tolist()
+    key = {"pair": pair.name, "preset": preset, "seed": seed, "counts": counts, "classifier": pair.classifier,
+           "training": DOWNSTREAM_TRAINING[preset], "data": tensor_digest(private_train.images, private_train.labels)}
+    path = Path(cache_dir) / "real_data" / (cache_key(key) + ".json")
+    if path.exists():
+        return json.loads(path.read_text())["accuracy"]
+    index = torch.cat([(private_train.labels == c).nonzero().flatten()[:n] for c, n in enumerate(counts)])
+    value = train_and_test(pair, private_train.subset(index), test, preset=preset, seed=seed, device=device)
+    atomic_write_bytes(path, json.dumps({"key": key, "accuracy": value, "n": len(index)}).encode())
+    return value
 
 
 def public_only_accuracy(pair: PairSpec, public: ImageSet, test: ImageSet, *, preset: str, seed: int,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dpbench.data.types import ImageSet
-from dpbench.eval.downstream import DOWNSTREAM_TRAINING, public_only_accuracy, train_and_test
+from dpbench.eval.downstream import DOWNSTREAM_TRAINING, public_only_accuracy, real_data_accuracy, train_and_test
 from dpbench.eval.fid import fid_kid
 from dpbench.api.context import EvalContext
 from dpbench.api.types import Evaluator, Metric
@@ -47,6 +47,10 @@ class AccuracyEvaluator(Evaluator):
             predictions = ctx.artifact.predict(test.images)
             value = (predictions.cpu() == test.labels).float().mean().item()
         metrics = [Metric("accuracy", value, higher_is_better=True)]
+        if ctx.produces == "generator" and ctx.private_train is not None:
+            ceiling = real_data_accuracy(ctx.pair, ctx.private_train, test, ctx.sample_labels, preset=ctx.preset,
+                                         seed=ctx.seed, device=ctx.device, cache_dir=ctx.cache_dir)
+            metrics.append(Metric("accuracy_real_data", ceiling, higher_is_better=True, reference=True))
         public = ctx.public_train
         if len(public) and int(public.labels.max()) < ctx.pair.num_classes:  # else public labels are another label space
             reference = public_only_accuracy(ctx.pair, public, test, preset=ctx.preset, seed=ctx.seed,

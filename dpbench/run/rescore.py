@@ -39,7 +39,8 @@ def rescore(registry: Registry, run_dir: Path, progress, *, evaluators: list[str
     torch_device = resolve_device(device)
     ctx = EvalContext(pair=pair, public_train=data.public_train, private_test=data.private_test, artifact=None,
                       produces="generator", samples=samples, sample_labels=labels, seed=record["seed"],
-                      device=torch_device, preset=record["preset"], progress=progress, cache_dir=Path(cache_dir))
+                      device=torch_device, preset=record["preset"], progress=progress, cache_dir=Path(cache_dir),
+                      private_train=data.private_train)
     seconds: dict[str, float] = {}
     record["metrics"].update(evaluate_all(chosen, ctx, seconds))
     record.setdefault("rescored", []).append({

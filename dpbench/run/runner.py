@@ -186,7 +186,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
         eval_ctx = EvalContext(pair=pair, public_train=data.public_train, private_test=data.private_test,
                                artifact=result.artifact, produces=method.produces, samples=samples,
                                sample_labels=labels, seed=request.seed, device=device, preset=request.preset,
-                               progress=progress, cache_dir=Path(request.cache_dir))
+                               progress=progress, cache_dir=Path(request.cache_dir), private_train=data.private_train)
         record["metrics"].update(evaluate_all(resolved.evaluators, eval_ctx, ctx.stage_seconds))
         record["cost"] = cost_section(ctx.stage_seconds, device, result.trainable_parameters, result.total_parameters)
         record["method"]["notes"] = result.notes
