@@ -19,8 +19,7 @@ def export_backbone(registry: Registry, *, pair: str, backbone: str, preset: str
                         registry=registry, epsilon=0.0, delta=1e-5, seed=0, device=resolve_device(device),
                         preset=preset, progress=progress, cache_dir=cache_dir, rebuild_backbone=True)
     started = time.perf_counter()
-    directory = Path(output) if output is not None else None
-    paths = builder.export(ctx, directory) if directory is not None else builder.export(ctx, _default_dir(builder))
+    paths = builder.export(ctx, Path(output) if output is not None else _default_dir(builder))
     meta = json.loads(Path(paths[-1]).read_text()) if str(paths[-1]).endswith(".json") else {}
     return {"pair": pair, "backbone": backbone, "preset": preset, "files": [str(p) for p in paths],
             "seconds": round(time.perf_counter() - started, 1), "train_seconds": meta.get("train_seconds")}
