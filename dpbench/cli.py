@@ -347,14 +347,95 @@ def evaluate(run_dir, evaluators, data_root, device, cache_dir, as_json):
 
 
 @main.command()
+@click.option("--pair", required=True, help="Pair whose PUBLIC split the proxy task is cut from.")
+@click.option("--method", "methods", multiple=True,
+              help="Method to tune (repeatable; default: every method that trains on private data).")
+@click.option("--eps", "epsilons", multiple=True, type=float, default=(10.0,), show_default=True,
+              help="Target epsilon of the trials (repeatable).")
+@click.option("--delta", default=1e-5, show_default=True, type=float, help="Target delta, used exactly as given.")
+@click.option("--preset", default="default", show_default=True, type=click.Choice(["default", "smoke", "paper"]))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", default="runs/tune", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the trials' records and the tune-<pair>-<preset>-eps<E>.json summaries.")
+@click.option("--data-root", default=None, envvar=DATA_ROOT_ENV, show_envvar=True, help="Folder with the real datasets' files.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--cache-dir", default=".dpbench-cache", envvar=CACHE_ENV, show_envvar=True, show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Pre-training cache (the tuning backbone too).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summaries as JSON on stdout.")
+def tune(pair, methods, epsilons, delta, preset, seed, out, data_root, device, cache_dir, as_json):
+    """Choose each method's hyperparameters on a proxy task cut from the PUBLIC split; no private data is used.
+
+    The public split is cut into a backbone part (pre-trains the tuning backbone), a proxy-private part and a
+    proxy-test part, both domain-shifted. Every method gets the same coordinate search of 7 trials (lr, schedule
+    at equal compute, guidance), each a DP run at the target ε with the real run's sample rate, scored by
+    downstream accuracy on the proxy test split. See README, "How hyperparameters are chosen".
+
+    \b
+    Examples:
+      dpbench tune --pair digits-mnist
+      dpbench tune --pair digits-mnist --method dp-loda --eps 1 --eps 10 --json
+      dpbench tune --pair digits-mnist --preset smoke --out /tmp/tune
+    """
+    from dpbench.run.progress import RichProgress
+    from dpbench.run.runner import RunInputError, validate_budget
+    from dpbench.tune.protocol import tune_method
+    from dpbench.tune.proxy import ProxySplit
+    from dpbench.tune.report import trials_table, tune_path, write_tuning
+
+    registry = load_registry()
+    _report_broken_plugins(registry)
+    try:
+        registry.pair(pair)
+        names = list(methods) or [m.name for m in registry.methods.values() if m.trains_on_private]
+        for name in names:
+            registry.method(name)
+        for epsilon in epsilons:
+            validate_budget(epsilon, delta)
+    except (UnknownNameError, RunInputError) as exc:
+        raise click.UsageError(str(exc)) from None
+    split, documents, failed = ProxySplit(), [], []
+    console = Console(stderr=True)
+    for epsilon in epsilons:
+        results = []
+        for name in names:
+            try:
+                with RichProgress() as progress:
+                    result = tune_method(registry, method=name, pair=pair, epsilon=epsilon, delta=delta, out=out,
+                                         cache_dir=cache_dir, device=device, data_root=data_root,
+                                         progress=progress, preset=preset, seed=seed, split=split)
+            except RunInputError as exc:
+                raise click.UsageError(str(exc)) from None
+            except DataMissingError as exc:
+                click.echo(f"Error: {exc}", err=True)
+                sys.exit(2)
+            console.print(trials_table(result))
+            if any(t.score is not None for t in result.trials):
+                results.append(result)
+            else:
+                failed.append(f"{name} at ε = {epsilon:g}: every trial failed ({result.trials[0].error})")
+        path = tune_path(out, pair, preset, epsilon)
+        documents.append(write_tuning(path, pair=pair, preset=preset, epsilon=epsilon, delta=delta, seed=seed,
+                                      split=split, results=results))
+        console.print(f"wrote {path}")
+    if as_json:
+        click.echo(json.dumps(documents, indent=2, default=str))
+    for line in failed:
+        click.echo(f"Error: {line}", err=True)
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
 @click.option("--runs", default="runs", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--output", default="leaderboard", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 def leaderboard(runs, output):
-    """Rebuild LEADERBOARD.md (mean ± std over seeds, per pair and epsilon) from every record under RUNS.
+    """Collect the completed records under RUNS into OUTPUT/records/ (record.json and samples.png, never the
+    synthetic sets), then rebuild OUTPUT/LEADERBOARD.md (mean ± std over seeds, per pair and epsilon) from
+    OUTPUT/records/ alone. `dpbench tune`'s proxy trials are left out.
 
     \b
-    Example:
+    Examples:
       dpbench leaderboard --runs runs --output leaderboard
+      dpbench leaderboard --runs leaderboard/records     # re-render from the committed records only
     """
     from dpbench.report.leaderboard import build_leaderboard
 

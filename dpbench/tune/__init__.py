@@ -1,0 +1,1 @@
+"""Hyperparameter choice on a public proxy task (`dpbench tune`); see protocol.py for the protocol."""

@@ -1,0 +1,137 @@
+"""`dpbench tune`: choose a method's hyperparameters on the public proxy task, with the same trial budget for
+every method.
+
+Each trial is an ordinary run (`dpbench.run.runner.execute`) on the proxy pair data from `proxy.py`, at the
+target ε, with the sample rate of the real private split (the batch size is scaled to the proxy's size, steps
+are kept, so σ is the real run's). It is scored by the `accuracy` evaluator against the proxy test split.
+
+The search is a coordinate search of `TRIAL_BUDGET` trials per method, starting from the method's preset:
+1. learning rate × {1/4, 1, 4};
+2. at the best, the schedule at equal compute: (2× steps, ½× batch) and (½× steps, 2× batch);
+3. at the best, classifier-free guidance × {½, 2} for a generator; learning rate × {½, 2} for a method
+   without guidance (the same number of trials).
+Steps × batch never grows, so a chosen setting costs what the preset costs: the default run's time budget holds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from dpbench.api.registry import Registry
+from dpbench.api.settings import as_dict
+from dpbench.run.runner import RunRequest, execute, resolve
+from dpbench.tune.proxy import ProxySplit, proxy_pair_data, scaled_batch_size
+
+TRIAL_BUDGET = 7
+SCORE_METRIC = "accuracy"
+TRIAL_SAMPLES_PER_CLASS = 50  # synthetic images per class in a trial (the proxy test split has ~36 per class)
+LR_FACTORS = (0.25, 4.0)  # around the preset's lr (the preset itself is the first trial)
+LR_REFINE = (0.5, 2.0)
+GUIDANCE_FACTORS = (0.5, 2.0)
+
+
+@dataclass
+class Trial:
+    overrides: dict[str, Any]  # in the real run's terms (batch size at the real private split's size)
+    proxy_batch_size: int | None = None
+    score: float | None = None
+    status: str = "pending"
+    error: str | None = None
+    seconds: float = 0.0
+    record: str | None = None
+
+    def value(self) -> float:
+        return self.score if self.score is not None else -math.inf
+
+
+@dataclass
+class TuneResult:
+    method: str
+    epsilon: float
+    base: dict[str, Any]
+    trials: list[Trial] = field(default_factory=list)
+
+    def best(self) -> Trial:
+        done = [t for t in self.trials if t.score is not None]
+        if not done:
+            raise RuntimeError(f"every tuning trial of '{self.method}' failed: {self.trials[0].error}")
+        return max(done, key=lambda t: t.value())  # max keeps the earliest of equal scores
+
+    def to_dict(self) -> dict:
+        best = self.best()
+        return {"method": self.method, "epsilon": self.epsilon, "preset_settings": self.base,
+                "chosen": best.overrides, "chosen_score": best.score,
+                "trials": [dataclasses.asdict(t) for t in self.trials]}
+
+
+def _neighbours(base: dict, best: dict, phase: int) -> list[dict]:
+    """The phase's candidate overrides around the current best (in real-run terms)."""
+    current = {**base, **best}
+    if phase == 1:
+        return [{}] + [{"lr": base["lr"] * f} for f in LR_FACTORS]
+    if phase == 2:
+        if "steps" not in base or "batch_size" not in base:
+            return []
+        steps, batch = current["steps"], current["batch_size"]
+        options = [(steps * 2, batch // 2), (max(1, steps // 2), batch * 2)]
+        return [{**best, "steps": s, "batch_size": b} for s, b in options if b >= 2]
+    if "guidance_scale" in base:
+        return [{**best, "guidance_scale": current["guidance_scale"] * f} for f in GUIDANCE_FACTORS]
+    return [{**best, "lr": current["lr"] * f} for f in LR_REFINE]
+
+
+def tune_method(registry: Registry, *, method: str, pair: str, epsilon: float, delta: float, out: Path,
+                cache_dir: Path, device: str, data_root: str | None, progress, preset: str = "default",
+                seed: int = 0, split: ProxySplit = ProxySplit(),
+                on_trial: Callable[[Trial], None] | None = None) -> TuneResult:
+    """Run the protocol for one method at one ε; returns every trial and the chosen overrides."""
+    spec = registry.pair(pair)
+    data = spec.load(data_root)
+    n_private = len(data.private_train)  # the real split's size only: it sets the sample rate to match
+    proxy = proxy_pair_data(data.public_train, split, data.info)
+    del data
+    base_request = RunRequest(method=method, pair=pair, epsilon=epsilon, delta=delta, seed=seed, preset=preset,
+                              out=Path(out) / "trials", device=device, cache_dir=Path(cache_dir),
+                              evaluators=[SCORE_METRIC], rebuild_backbone=True)
+    base = as_dict(resolve(registry, base_request).settings)
+    result = TuneResult(method=method, epsilon=epsilon, base=base)
+    best: dict = {}
+    for phase in (1, 2, 3):
+        for overrides in _neighbours(base, best, phase):
+            if len(result.trials) >= TRIAL_BUDGET:
+                break
+            trial = Trial(overrides=overrides)
+            result.trials.append(trial)
+            _run_trial(registry, base_request, base, trial, proxy, n_private, progress)
+            if on_trial is not None:
+                on_trial(trial)
+        best = result.best().overrides
+    return result
+
+
+def _run_trial(registry, base_request: RunRequest, base: dict, trial: Trial, proxy, n_private: int, progress) -> None:
+    run_overrides = dict(trial.overrides)
+    if "batch_size" in base:
+        trial.proxy_batch_size = scaled_batch_size(run_overrides.get("batch_size", base["batch_size"]),
+                                                   len(proxy.private_train), n_private)
+        run_overrides["batch_size"] = trial.proxy_batch_size
+    if "samples_per_class" in base:
+        run_overrides["samples_per_class"] = TRIAL_SAMPLES_PER_CLASS
+    request = dataclasses.replace(base_request, overrides=run_overrides)
+    started = time.perf_counter()
+    try:
+        outcome = execute(registry, request, progress, data=proxy)
+    except Exception as exc:  # a bad candidate (e.g. an unreachable budget) is a failed trial, not a failed tune
+        trial.status, trial.error = "failed", f"{type(exc).__name__}: {exc}"
+    else:
+        trial.record = str(outcome.record_path)
+        trial.status = outcome.record["status"]
+        if outcome.ok:
+            trial.score = outcome.record["metrics"][SCORE_METRIC]["value"]
+        else:
+            trial.error = outcome.record.get("error", {}).get("message")
+    trial.seconds = round(time.perf_counter() - started, 1)
