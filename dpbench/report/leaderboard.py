@@ -11,15 +11,21 @@ from dpbench.api.types import PublishedResult
 from dpbench.run.records import SAMPLES_NAME, decode_number, epsilon_label, read_records
 from dpbench.storage import atomic_write_bytes
 
+RECORDS_DIR = "records"  # under the leaderboard folder: the committed records it is rendered from
 COST_COLUMNS = [("trainable_parameters", "trainable params"), ("trainable_fraction", "trainable %"),
                 ("wall_finetune", "DP fine-tune s"), ("wall_total", "run wall s"), ("peak_memory_mb", "peak MB")]
+
+
+def is_leaderboard_record(record: dict) -> bool:
+    """Completed runs on a pair's real splits; `dpbench tune`'s proxy trials (public data only) are left out."""
+    return record.get("status") == "completed" and "proxy" not in record.get("pair", {}).get("info", {})
 
 
 def records_frame(records: list[dict]) -> tuple[pd.DataFrame, dict[str, bool]]:
     """One row per completed record; also which metrics are higher-is-better."""
     rows, direction = [], {}
     for record in records:
-        if record.get("status") != "completed":
+        if not is_leaderboard_record(record):
             continue
         privacy, cost = record["privacy"], record.get("cost", {})
         row = {
@@ -136,9 +142,9 @@ def render(records: list[dict], sample_links: dict | None = None, published: lis
     return "\n".join(lines) + "\n"
 
 
-def copy_sample_grids(records: list[dict], output: Path) -> dict[tuple[str, str, float], str]:
-    """Copy each (pair, method, ε)'s lowest-seed sample grid next to the leaderboard; returns relative links."""
-    links, chosen = {}, {}
+def sample_grid_sources(records: list[dict]) -> dict[tuple, tuple[Path, str]]:
+    """Each (pair, method, preset, config, ε)'s lowest-seed sample grid and the link the leaderboard gives it."""
+    chosen = {}
     for record in records:
         if record.get("status") != "completed" or "_path" not in record:
             continue
@@ -147,16 +153,46 @@ def copy_sample_grids(records: list[dict], output: Path) -> dict[tuple[str, str,
                decode_number(record["privacy"]["epsilon_target"]))
         if grid.exists() and (key not in chosen or record["seed"] < chosen[key][0]):
             chosen[key] = (record["seed"], grid)
+    sources = {}
     for key, (_, grid) in chosen.items():
         pair, method, preset, config_hash, epsilon = key
         relative = Path("samples") / pair / f"{method}-{preset}-{config_hash[:6]}-eps{epsilon_label(epsilon)}.png"
+        sources[key] = (grid, relative.as_posix())
+    return sources
+
+
+def copy_sample_grids(records: list[dict], output: Path) -> dict[tuple, str]:
+    """Copy each cell's lowest-seed sample grid next to the leaderboard; returns the relative links."""
+    links = {}
+    for key, (grid, relative) in sample_grid_sources(records).items():
         atomic_write_bytes(Path(output) / relative, grid.read_bytes())
-        links[key] = relative.as_posix()
+        links[key] = relative
     return links
 
 
-def build_leaderboard(runs: Path, output: Path, published: list[PublishedResult] = ()) -> Path:
-    records = read_records(Path(runs))
+def collect_records(runs: Path, records_dir: Path) -> int:
+    """Copy every completed run's record.json and samples.png (never its synthetic set) from RUNS into the
+    leaderboard's own records folder, keeping the run's relative path; returns how many were copied."""
+    copied = 0
+    for record in read_records(Path(runs)):
+        if not is_leaderboard_record(record):
+            continue
+        source = Path(record["_path"]).parent
+        target = Path(records_dir) / source.relative_to(Path(runs))
+        for name in ("record.json", SAMPLES_NAME):
+            if (source / name).exists():
+                atomic_write_bytes(target / name, (source / name).read_bytes())
+        copied += 1
+    return copied
+
+
+def build_leaderboard(runs: Path | None, output: Path, published: list[PublishedResult] = ()) -> Path:
+    """Collect RUNS' completed records into OUTPUT/records (when RUNS is given), then render LEADERBOARD.md from
+    OUTPUT/records alone: the committed records are the leaderboard's single source."""
+    records_dir = Path(output) / RECORDS_DIR
+    if runs is not None and Path(runs).exists() and Path(runs).resolve() != records_dir.resolve():
+        collect_records(Path(runs), records_dir)
+    records = read_records(records_dir) if records_dir.exists() else []
     links = copy_sample_grids(records, Path(output))
     path = Path(output) / "LEADERBOARD.md"
     atomic_write_bytes(path, render(records, links, published).encode())

@@ -1,0 +1,40 @@
+"""The committed leaderboard is generated from the committed records, and only from real-pair runs."""
+import copy
+from pathlib import Path
+
+from dpbench.api.registry import load_registry
+from dpbench.report.leaderboard import RECORDS_DIR, build_leaderboard, render, sample_grid_sources
+from dpbench.run.records import read_records
+from tests.test_records import _record, _write
+
+LEADERBOARD = Path(__file__).resolve().parents[1] / "leaderboard"
+
+
+def test_committed_leaderboard_regenerates_from_the_committed_records():
+    records = read_records(LEADERBOARD / RECORDS_DIR)
+    links = {key: relative for key, (_, relative) in sample_grid_sources(records).items()}
+    expected = render(records, links, list(load_registry().published.values()))
+    assert (LEADERBOARD / "LEADERBOARD.md").read_text() == expected, \
+        "LEADERBOARD.md is stale: run `dpbench leaderboard --runs leaderboard/records`"
+    for relative in links.values():
+        assert (LEADERBOARD / relative).is_file(), relative
+
+
+def test_collected_records_leave_out_synthetic_sets_and_tuning_trials(tmp_path):
+    runs = tmp_path / "runs"
+    kept = _write(runs, _record("dp-loda", 10.0, 0, 50.0, 0.8))
+    (kept / "samples.png").write_bytes(b"grid")
+    (kept / "synthetic.npz").write_bytes(b"images")
+    trial = copy.deepcopy(_record("dp-loda", 10.0, 1, 5.0, 0.99))
+    trial["pair"]["info"] = {"proxy": {"sizes": [900, 539, 358]}}
+    _write(runs, trial)
+    _write(runs, _record("public-only", 0.0, 0, 120.0, 0.4))
+    text = build_leaderboard(runs, tmp_path / "board").read_text()
+    collected = sorted(p.relative_to(tmp_path / "board" / RECORDS_DIR).as_posix()
+                       for p in (tmp_path / "board" / RECORDS_DIR).rglob("*") if p.is_file())
+    assert len(collected) == 3 and not any(p.endswith("synthetic.npz") for p in collected)
+    assert sum(p.endswith("record.json") for p in collected) == 2 and any(p.endswith("samples.png") for p in collected)
+    assert "99.00%" not in text and "80.00%" in text  # the proxy trial never reaches the table
+    # re-rendering from the records folder alone gives the same page
+    again = build_leaderboard(tmp_path / "board" / RECORDS_DIR, tmp_path / "board").read_text()
+    assert again == text
