@@ -94,10 +94,40 @@ def test_every_shipped_backbone_matches_the_current_recipe(registry, data, tmp_p
         meta = json.loads(meta_path.read_text())
         preset = meta["recipe"]["preset"]
         ctx = _ctx(registry, data, preset, tmp_path)
-        recipe = backbones.PixelBackbone().recipe(ctx)
+        builder = backbones.LatentBackbone() if "-latent-" in meta_path.stem else backbones.PixelBackbone()
+        recipe = builder.recipe(ctx)
         assert ShippedStore(backbones.WEIGHTS_DIR).load(meta_path.stem, recipe, "hint") is not None
         assert meta["bytes"] <= 8 * 2**20
     assert sum(p.stat().st_size for p in backbones.WEIGHTS_DIR.iterdir()) <= 15 * 2**20
+
+
+@pytest.fixture(scope="module")
+def latent_export(registry, tmp_path_factory):
+    root = tmp_path_factory.mktemp("shipped-latent")
+    summary = export_backbone(registry, pair="digits-mnist", backbone="latent", preset="smoke",
+                              output=root / "weights", cache_dir=root / "cache", device="cpu", data_root=None,
+                              progress=SilentProgress())
+    return root / "weights", summary
+
+
+def test_the_latent_backbone_ships_both_parts_with_one_recipe(registry, data, latent_export, tmp_path, monkeypatch):
+    weights, summary = latent_export
+    names = ("digits-mnist-latent-smoke-autoencoder", "digits-mnist-latent-smoke-unet")
+    recipe = backbones.LatentBackbone().recipe(_ctx(registry, data, "smoke", tmp_path))
+    assert recipe["recipe_version"] == backbones.LATENT_RECIPE_VERSION
+    for name in names:
+        meta = json.loads((weights / f"{name}.json").read_text())
+        assert meta["recipe"] == recipe and meta["train_seconds"] > 0
+        assert ShippedStore(weights).load(name, recipe, "hint") is not None
+        with pytest.raises(ShippedRecipeError, match="another recipe"):
+            ShippedStore(weights).load(name, {**recipe, "autoencoder": {**recipe["autoencoder"], "train": {}}}, "h")
+    assert summary["train_seconds"] >= json.loads((weights / f"{names[0]}.json").read_text())["train_seconds"]
+    monkeypatch.setattr(backbones, "WEIGHTS_DIR", weights)
+    request = RunRequest(method="public-only", pair="digits-mnist", epsilon=0, preset="smoke", out=tmp_path / "runs",
+                         cache_dir=tmp_path / "cache", evaluators=[], device="cpu", overrides={"backbone": "latent"})
+    outcome = execute(registry, request, SilentProgress(), data=data)
+    assert outcome.ok, outcome.record.get("error")
+    assert not (tmp_path / "cache" / "pretrain").exists() and not (tmp_path / "cache" / "autoencoder").exists()
 
 
 def test_the_shipped_backbone_draws_no_noise_like_sample(registry, data, tmp_path):

@@ -6,13 +6,14 @@ backbone reuses one cache entry.
 - latent: an autoencoder (f=4) trained on the public images, and a class-conditional U-Net on its latents
   (latent diffusion, Rombach et al. 2022). Neither ever sees private data.
 """
+import dataclasses
 from pathlib import Path
 
 import dpbench
 from dpbench.models.autoencoder import AutoencoderConfig
 from dpbench.models.unet import UNetConfig
 from dpbench.pretrain.augment import Augmentation
-from dpbench.pretrain.autoencoder import AutoencoderTraining, public_autoencoder
+from dpbench.pretrain.autoencoder import AutoencoderTraining, autoencoder_meta, public_autoencoder
 from dpbench.pretrain.shipped import ShippedStore
 from dpbench.pretrain.unet import PretrainConfig, PublicStream, cached_meta, pretrained_unet
 from dpbench.storage import tensor_digest
@@ -38,6 +39,7 @@ PIXEL_WIDTH = {"smoke": 8, "default": 16, "paper": 64}  # 16: ~0.18 s per batch-
 LATENT_WIDTH = {"smoke": 16, "default": 32, "paper": 128}  # latents are 16x smaller than pixels: wider is cheap
 PRETRAIN_SEED = 0  # one public backbone per pair and config, shared by every run seed
 PIXEL_RECIPE_VERSION = 1  # bump whenever the pixel backbone's recipe changes (code, data handling, settings)
+LATENT_RECIPE_VERSION = 1  # the same for the latent backbone (autoencoder and latent U-Net)
 WEIGHTS_DIR = Path(__file__).with_name("weights")  # shipped public backbones, each with its recipe beside it
 
 
@@ -97,23 +99,75 @@ class PixelBackbone(dpbench.BackboneBuilder):
 
 class LatentBackbone(dpbench.BackboneBuilder):
     name = "latent"
-    description = "f=4 autoencoder + class-conditional latent U-Net, both pre-trained on the public split"
+    description = "f=4 autoencoder + class-conditional latent U-Net, both pre-trained on the public split (shipped for some pairs)"
 
-    def build(self, ctx):
+    def _configs(self, ctx) -> tuple[AutoencoderConfig, UNetConfig]:
         ae = AutoencoderConfig(ctx.pair.image_size, ctx.pair.channels)
         size = ae.latent_size()
         coarsest = (size + 1) // 2
         # attention at both latent levels (and the middle), so DP-LDM has a range of attention layers to choose from
-        config = UNetConfig(size, ae.latent_channels, ctx.pair.num_classes, base_channels=LATENT_WIDTH[ctx.preset],
-                            channel_mults=(1, 2), attention_resolutions=(size, coarsest))
-        with ctx.stage("pretrain"):
-            codec = public_autoencoder(ctx.public, ae, AUTOENCODER_PRESETS[ctx.preset], pair_name=ctx.pair.name,
-                                       seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir, device=ctx.device,
-                                       progress=ctx.progress)
-            unet = pretrained_unet(ctx.public, config, LATENT_PRETRAIN_PRESETS[ctx.preset], pair_name=ctx.pair.name,
+        unet = UNetConfig(size, ae.latent_channels, ctx.pair.num_classes, base_channels=LATENT_WIDTH[ctx.preset],
+                          channel_mults=(1, 2), attention_resolutions=(size, coarsest))
+        return ae, unet
+
+    def recipe(self, ctx) -> dict:
+        """Everything both shipped files depend on; they are used only when this matches exactly."""
+        ae, unet = self._configs(ctx)
+        return {"recipe_version": LATENT_RECIPE_VERSION, "pair": ctx.pair.name, "preset": ctx.preset,
+                "autoencoder": {"config": dataclasses.asdict(ae), "key": ae.key(),
+                                "train": dataclasses.asdict(AUTOENCODER_PRESETS[ctx.preset])},
+                "unet": unet.to_dict(), "unet_key": unet.key(), "train": LATENT_PRETRAIN_PRESETS[ctx.preset].to_dict(),
+                "seed": PRETRAIN_SEED, "public_digest": tensor_digest(ctx.public.images, ctx.public.labels),
+                "stream": public_stream(ctx).key() if public_stream(ctx) else None}
+
+    def shipped_names(self, ctx) -> tuple[str, str]:
+        base = f"{ctx.pair.name}-latent-{ctx.preset}"
+        return f"{base}-autoencoder", f"{base}-unet"
+
+    def _parts(self, ctx, shipped: bool):
+        ae, config = self._configs(ctx)
+        store = ShippedStore(WEIGHTS_DIR, rebuild=ctx.rebuild_backbone) if shipped else None
+        hint = f"run `dpbench pretrain --pair {ctx.pair.name} --backbone latent --preset {ctx.preset}` or pass " \
+               "--rebuild-backbone"
+        ae_name, unet_name = self.shipped_names(ctx)
+        codec = public_autoencoder(ctx.public, ae, AUTOENCODER_PRESETS[ctx.preset], pair_name=ctx.pair.name,
                                    seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir, device=ctx.device,
-                                   progress=ctx.progress, encoder=codec, stream=public_stream(ctx))
+                                   progress=ctx.progress,
+                                   shipped=(store, ae_name, self.recipe(ctx), hint) if store else None)
+        unet = pretrained_unet(ctx.public, config, LATENT_PRETRAIN_PRESETS[ctx.preset], pair_name=ctx.pair.name,
+                               seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir, device=ctx.device,
+                               progress=ctx.progress, encoder=codec, stream=public_stream(ctx),
+                               shipped=(store, unet_name, self.recipe(ctx), hint) if store else None)
+        return ae, config, codec, unet
+
+    def build(self, ctx):
+        with ctx.stage("pretrain"):
+            ae, _, codec, unet = self._parts(ctx, shipped=True)
+        size = ae.latent_size()
         return dpbench.Backbone(unet, codec, (ae.latent_channels, size, size))
+
+    def export(self, ctx, directory):
+        """Train (or take from the local cache) the autoencoder and latent U-Net of the current recipe and write
+        both for shipping."""
+        with ctx.stage("pretrain"):
+            ae, config, codec, unet = self._parts(ctx, shipped=False)
+        ae_meta = autoencoder_meta(ctx.public, ae, AUTOENCODER_PRESETS[ctx.preset], pair_name=ctx.pair.name,
+                                   seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir)
+        unet_meta = cached_meta(ctx.public, config, LATENT_PRETRAIN_PRESETS[ctx.preset], pair_name=ctx.pair.name,
+                                seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir, encoder_key=codec.cache_key,
+                                stream=public_stream(ctx))
+        seconds = [m.get("train_seconds") for m in (ae_meta, unet_meta)]
+        command = f"dpbench pretrain --pair {ctx.pair.name} --backbone latent --preset {ctx.preset}"
+        store, recipe = ShippedStore(directory), self.recipe(ctx)
+        ae_name, unet_name = self.shipped_names(ctx)
+        total = None if None in seconds else sum(seconds)
+        paths = store.write(ae_name, codec.model.state_dict(), recipe,
+                            {"train_seconds": seconds[0], "command": command,
+                             "parameters": sum(p.numel() for p in codec.model.parameters())})
+        paths += store.write(unet_name, unet.state_dict(), recipe,
+                             {"train_seconds": total, "unet_train_seconds": seconds[1], "command": command,
+                              "parameters": sum(p.numel() for p in unet.parameters())})
+        return paths
 
 
 @dpbench.hookimpl

@@ -1,6 +1,7 @@
 """Public training of the latent backbone's autoencoder, cached on disk. It is handed the public split only."""
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from dpbench.data.types import ImageSet
 from dpbench.models.autoencoder import Autoencoder, AutoencoderConfig, LatentCodec
 from dpbench.models.diffusion import to_model_range
+from dpbench.pretrain.shipped import ShippedStore
 from dpbench.storage import atomic_torch_save, cache_key, tensor_digest
 
 
@@ -22,24 +24,45 @@ class AutoencoderTraining:
 
 
 def public_autoencoder(public: ImageSet, config: AutoencoderConfig, training: AutoencoderTraining, *, pair_name: str,
-                       seed: int, cache_dir: Path, device: torch.device, progress=None) -> LatentCodec:
-    """The autoencoder trained on the public split only (cached), as a frozen codec."""
+                       seed: int, cache_dir: Path, device: torch.device, progress=None,
+                       shipped: tuple[ShippedStore, str, dict, str] | None = None) -> LatentCodec:
+    """The autoencoder trained on the public split only (cached), as a frozen codec.
+
+    With `shipped` (store, name, recipe, hint), weights shipped for exactly this recipe are used as they are."""
     if not isinstance(public, ImageSet):
         raise TypeError("public_autoencoder takes the public ImageSet only")
-    key = cache_key({"pair": pair_name, "ae": config.key(), "train": asdict(training), "seed": seed,
-                     "public_digest": tensor_digest(public.images, public.labels)}, length=20)
-    path = Path(cache_dir) / "autoencoder" / f"{pair_name}-{key}.pt"
+    key, path = _cache_entry(public, config, training, pair_name, seed, cache_dir)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Autoencoder(config)
-    if path.exists():
+    state = shipped[0].load(*shipped[1:]) if shipped is not None else None
+    if state is not None:
+        model.load_state_dict(state)
+    elif path.exists():
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
     else:
+        started = time.perf_counter()
         _train(model, public, training, seed, device, progress)
         atomic_torch_save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                     "meta": {"pair": pair_name, "config": asdict(config), "train": asdict(training), "seed": seed,
-                              "n_public": len(public)}}, path)
+                           "meta": {"pair": pair_name, "config": asdict(config), "train": asdict(training),
+                                    "seed": seed, "n_public": len(public),
+                                    "train_seconds": time.perf_counter() - started}}, path)
+    model.eval()
     return LatentCodec(model, device, cache_key=f"{config.key()}-{key}")
+
+
+def autoencoder_meta(public: ImageSet, config: AutoencoderConfig, training: AutoencoderTraining, *, pair_name: str,
+                     seed: int, cache_dir: Path) -> dict:
+    """The metadata of the cache entry `public_autoencoder` would use ({} when there is none)."""
+    _, path = _cache_entry(public, config, training, pair_name, seed, cache_dir)
+    return torch.load(path, map_location="cpu", weights_only=True).get("meta", {}) if path.exists() else {}
+
+
+def _cache_entry(public: ImageSet, config: AutoencoderConfig, training: AutoencoderTraining, pair_name: str,
+                 seed: int, cache_dir: Path) -> tuple[str, Path]:
+    key = cache_key({"pair": pair_name, "ae": config.key(), "train": asdict(training), "seed": seed,
+                     "public_digest": tensor_digest(public.images, public.labels)}, length=20)
+    return key, Path(cache_dir) / "autoencoder" / f"{pair_name}-{key}.pt"
 
 
 def _train(model: Autoencoder, public: ImageSet, training: AutoencoderTraining, seed: int, device: torch.device,
