@@ -39,7 +39,8 @@ def real_data_accuracy(pair: PairSpec, private_train: ImageSet, test: ImageSet, 
     never released: no artifact of the run carries these images."""
     counts = torch.bincount(labels, minlength=pair.num_classes).tolist()
     key = {"pair": pair.name, "preset": preset, "seed": seed, "counts": counts, "classifier": pair.classifier,
-           "training": DOWNSTREAM_TRAINING[preset], "data": tensor_digest(private_train.images, private_train.labels)}
+           "training": DOWNSTREAM_TRAINING[preset],
+           "data": tensor_digest(private_train.images, private_train.labels, test.images, test.labels)}
     path = Path(cache_dir) / "real_data" / (cache_key(key) + ".json")
     if path.exists():
         return json.loads(path.read_text())["accuracy"]
@@ -53,7 +54,8 @@ def public_only_accuracy(pair: PairSpec, public: ImageSet, test: ImageSet, *, pr
                          device: torch.device, cache_dir: Path, progress=None) -> float:
     """The same classifier trained on public data only: what a reader compares DP fine-tuning against."""
     key = {"pair": pair.name, "preset": preset, "seed": seed, "n_public": len(public),
-           "classifier": pair.classifier, "training": DOWNSTREAM_TRAINING[preset]}
+           "classifier": pair.classifier, "training": DOWNSTREAM_TRAINING[preset],
+           "data": tensor_digest(public.images, public.labels, test.images, test.labels)}
     path = Path(cache_dir) / "public_only" / (cache_key(key) + ".json")
     if path.exists():
         return json.loads(path.read_text())["accuracy"]

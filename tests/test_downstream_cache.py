@@ -1,0 +1,24 @@
+"""The cached reference accuracies are keyed by the data they were measured on, not only by its size."""
+import torch
+
+from dpbench.api.registry import load_registry
+from dpbench.data.types import ImageSet
+from dpbench.eval.downstream import public_only_accuracy, real_data_accuracy
+
+
+def _set(seed, n=20):
+    g = torch.Generator().manual_seed(seed)
+    return ImageSet((torch.rand(n, 1, 28, 28, generator=g) * 255).to(torch.uint8), torch.arange(n) % 10)
+
+
+def test_a_changed_test_split_is_a_new_cache_entry(tmp_path):
+    pair = load_registry().pair("digits-mnist")
+    train, test_a, test_b = _set(0), _set(1), _set(2)
+    common = dict(preset="smoke", seed=0, device=torch.device("cpu"), cache_dir=tmp_path)
+    public_only_accuracy(pair, train, test_a, **common)
+    public_only_accuracy(pair, train, test_b, **common)
+    assert len(list((tmp_path / "public_only").iterdir())) == 2
+    labels = torch.arange(10).repeat_interleave(2)
+    real_data_accuracy(pair, train, test_a, labels, **common)
+    real_data_accuracy(pair, train, test_b, labels, **common)
+    assert len(list((tmp_path / "real_data").iterdir())) == 2
