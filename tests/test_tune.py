@@ -99,7 +99,7 @@ def test_tune_smoke_end_to_end(tmp_path):
     assert len(trials) == 2 * protocol.TRIAL_BUDGET
     for entry in document["methods"].values():
         for trial in entry["trials"]:
-            record = json.loads(open(trial["record"]).read())
+            record = json.loads(open(out / trial["record"]).read())
             assert record["pair"]["n_private_train"] == len(proxy_private) != len(data.private_train)
             assert record["privacy"]["n_private"] == len(proxy_private)
             real_batch = trial["overrides"].get("batch_size", entry["preset_settings"]["batch_size"])

@@ -128,7 +128,7 @@ def _run_trial(registry, base_request: RunRequest, base: dict, trial: Trial, pro
     except Exception as exc:  # a bad candidate (e.g. an unreachable budget) is a failed trial, not a failed tune
         trial.status, trial.error = "failed", f"{type(exc).__name__}: {exc}"
     else:
-        trial.record = str(outcome.record_path)
+        trial.record = Path(outcome.record_path).relative_to(base_request.out.parent).as_posix()
         trial.status = outcome.record["status"]
         if outcome.ok:
             trial.score = outcome.record["metrics"][SCORE_METRIC]["value"]
