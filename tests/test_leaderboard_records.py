@@ -38,3 +38,16 @@ def test_collected_records_leave_out_synthetic_sets_and_tuning_trials(tmp_path):
     # re-rendering from the records folder alone gives the same page
     again = build_leaderboard(tmp_path / "board" / RECORDS_DIR, tmp_path / "board").read_text()
     assert again == text
+
+
+def test_the_real_data_ceiling_is_a_row_of_its_own(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, ceiling in ((0, 0.95), (1, 0.93)):
+        record = _record("dp-loda", 10.0, seed, 50.0, 0.8)
+        record["metrics"]["accuracy_real_data"] = {"value": ceiling, "higher_is_better": True, "reference": True,
+                                                   "evaluator": "accuracy"}
+        _write(runs, record)
+    text = build_leaderboard(runs, tmp_path / "board").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| *real data (ceiling)*"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3] == "2" and "94.00% ± 1.41%" in cells

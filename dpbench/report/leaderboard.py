@@ -94,7 +94,18 @@ def _table(group: pd.DataFrame, metrics: list[str], direction: dict[str, bool], 
         link = sample_links.get((pair, method, preset, config_hash, epsilon))
         row.append(f"[png]({link})" if link else "–")
         body.append(row)
+    if "accuracy" in metrics and "accuracy_real_data" in group:
+        body.append(_real_data_row(group, metrics, len(headers)))
     return tabulate(body, headers=headers, tablefmt="github")
+
+
+def _real_data_row(group: pd.DataFrame, metrics: list[str], width: int) -> list:
+    """The ceiling as a row of its own: the classifier trained on real private-train images (one value per seed,
+    the same for every run of that seed), in the accuracy column."""
+    per_seed = group.dropna(subset=["accuracy_real_data"]).groupby("seed")["accuracy_real_data"].first()
+    row = ["*real data (ceiling)*", "–", "as many real private-train images as synthetic ones", len(per_seed)]
+    row += [_mean_std(per_seed, _metric_format(m)) if m == "accuracy" else "–" for m in metrics]
+    return row + ["–"] * (width - len(row))
 
 
 def _published_section(published: list[PublishedResult]) -> list[str]:
