@@ -51,3 +51,19 @@ def test_the_real_data_ceiling_is_a_row_of_its_own(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| *real data (ceiling)*"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[3] == "2" and "94.00% ± 1.41%" in cells
+
+
+def test_a_record_whose_epsilon_does_not_recompute_is_left_out(tmp_path):
+    import pytest
+
+    runs = tmp_path / "runs"
+    _write(runs, _record("dp-loda", 10.0, 0, 50.0, 0.8))
+    understated = _record("dp-lora", 10.0, 0, 40.0, 0.9)
+    understated["privacy"]["stages"][0]["noise_multiplier"] = 0.05  # this ledger spends far more than ε = 10
+    _write(runs, understated)
+    misquoted = _record("dp-ldm", 10.0, 0, 30.0, 0.95)
+    misquoted["privacy"]["epsilon"] = 0.001  # the claim is not what the ledger gives
+    _write(runs, misquoted)
+    with pytest.warns(UserWarning, match=r"left out 2 record\(s\)(?=.*exceeds the target)(?=.*recomputes to)"):
+        text = build_leaderboard(runs, tmp_path / "board").read_text()
+    assert "dp-loda" in text and "dp-lora" not in text and "dp-ldm" not in text.split("## Published")[0]

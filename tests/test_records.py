@@ -13,6 +13,7 @@ from dpbench.cli import main
 from dpbench.report.leaderboard import build_leaderboard
 from dpbench.run.records import SCHEMA_VERSION, read_records, run_dir, validate_record, write_record
 from dpbench.storage import cache_key
+from dpbench.privacy.accountant import epsilon_of_history
 from tests.conftest import install_fake_distribution
 
 FAULTY_PLUGIN = '''
@@ -151,9 +152,10 @@ def _record(method, epsilon, seed, fid, accuracy, preset="default", overrides=No
     overrides = overrides or {}
     config = {"method": method, "settings": {"steps": 10, **overrides}, "preset": preset, "pair": pair,
               "data_digest": "0123abcd", "delta": 1e-5, "evaluators": {}}
-    stage = {"noise_multiplier": 1.0 if math.isfinite(epsilon) else 0.0, "sample_rate": 0.1, "expected_batch_size": 400,
+    stage = {"noise_multiplier": 5.0 if math.isfinite(epsilon) else 0.0, "sample_rate": 0.1, "expected_batch_size": 400,
              "steps": 10, "planned_steps": 10, "max_grad_norm": 1.0 if math.isfinite(epsilon) else None,
              "noise_multiplicity": 1, "budget_share": 1.0}
+    spent = epsilon_of_history([(5.0, 0.1, 10)], 1e-5, "rdp") if math.isfinite(epsilon) and epsilon else epsilon
     return {
         "schema_version": SCHEMA_VERSION, "status": "completed", "preset": preset, "seed": seed,
         "config_hash": cache_key(config, length=10), "config": config,
@@ -161,7 +163,7 @@ def _record(method, epsilon, seed, fid, accuracy, preset="default", overrides=No
                    "overrides": overrides, "plugin": {"name": "test", "distribution": None, "version": None}},
         "pair": {"name": pair, "data_digest": "0123abcd", "n_public": 1797, "n_private_train": 4000,
                  "n_private_test": 1000, "info": {}},
-        "privacy": {"epsilon_target": epsilon, "epsilon": epsilon, "delta": 1e-5, "private": math.isfinite(epsilon),
+        "privacy": {"epsilon_target": epsilon, "epsilon": spent, "delta": 1e-5, "private": math.isfinite(epsilon),
                     "accountant": "rdp", "n_private": 4000, "steps": 10 if epsilon else 0,
                     "stages": [stage] if epsilon else []},
         "metrics": {"fid": {"value": fid, "higher_is_better": False, "reference": False, "evaluator": "fid"},
