@@ -122,13 +122,11 @@ def test_set_overrides_are_validated_and_recorded(tmp_path, shared_cache):
     assert [s["noise_multiplicity"] for s in record["privacy"]["stages"]] == [2]
 
 
-def test_delta_above_one_over_n_is_warned_recorded_and_kept(tmp_path, shared_cache):
+def test_delta_at_or_above_one_over_n_is_refused_and_nothing_is_written(tmp_path, shared_cache):
     result = _run(tmp_path, shared_cache, "--method", "dp-sgd", "--eps", "2", "--delta", "0.001")
-    assert result.exit_code == 0, result.output
-    record = json.loads(result.stdout)
-    assert record["privacy"]["delta"] == 0.001 and record["config"]["delta"] == 0.001
-    assert any("1/n_private" in w for w in record["warnings"])
-    assert not math.isinf(record["privacy"]["epsilon"])
+    assert result.exit_code == 2
+    assert "delta=0.001 >= 1/n_private=0.00025" in result.output and "--delta" in result.output
+    assert not list(tmp_path.rglob("record.json"))
 
 
 def test_paper_preset_takes_dpdm_schedules_per_pair_and_epochs_fix_the_steps():

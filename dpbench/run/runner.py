@@ -140,9 +140,10 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
     origin = registry.origin.get(f"method:{method.name}")
     warnings = list(data.info.get("warnings", []))
     n_private = len(data.private_train)
-    if request.delta >= 1 / n_private:
-        warnings.append(f"delta={request.delta:g} >= 1/n_private={1 / n_private:.3g}: this delta permits leaking a whole record")
-        progress.log(f"[yellow]warning:[/] {warnings[-1]}")
+    if method.trains_on_private and request.delta >= 1 / n_private:
+        raise RunInputError(f"delta={request.delta:g} >= 1/n_private={1 / n_private:.3g} for pair '{pair.name}': such a "
+                            "delta permits releasing a whole record, so the run would not be private; pass a "
+                            "smaller --delta")
     record = {
         "schema_version": SCHEMA_VERSION, "status": "running",
         "method": {"name": method.name, "produces": method.produces, "reference": method.reference,
