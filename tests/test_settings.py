@@ -86,7 +86,10 @@ def test_cli_list_methods_json_prints_every_setting():
     assert result.exit_code == 0, result.output
     methods = {m["name"]: m for m in json.loads(result.stdout)}
     loda = {row["name"]: row for row in methods["dp-loda"]["settings"]}
-    assert loda["steps"]["type"] == "int" and loda["steps"]["default"] == 100 and loda["steps"]["help"]
+    from dpbench.builtins.dp_loda import PRESETS
+
+    assert loda["steps"]["type"] == "int" and loda["steps"]["help"]
+    assert loda["steps"]["default"] == PRESETS["default"].steps and loda["lr"]["default"] == PRESETS["default"].lr
     assert loda["scope"]["default"] == "loda" and loda["epochs"]["type"] == "float or null"
     for method in methods.values():
         assert all({"name", "type", "default", "help"} <= set(row) for row in method["settings"])
