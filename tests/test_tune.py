@@ -56,17 +56,20 @@ def test_sample_rate_is_scaled_to_the_proxy(batch, n_proxy, n_private, expected)
 
 
 def test_search_keeps_compute_and_the_trial_budget():
-    base = {"lr": 1e-3, "steps": 100, "batch_size": 256, "guidance_scale": 2.0}
+    base = {"lr": 1e-3, "steps": 100, "batch_size": 256, "guidance_scale": 2.0, "max_grad_norm": 1.0}
     first = _neighbours(base, {}, 1)
-    assert first[0] == {} and [c["lr"] for c in first[1:]] == [2.5e-4, 4e-3]
-    second = _neighbours(base, {"lr": 4e-3}, 2)
-    assert all(c["steps"] * c["batch_size"] <= 100 * 256 and c["lr"] == 4e-3 for c in second)
-    third = _neighbours(base, {"lr": 4e-3, "steps": 200, "batch_size": 128}, 3)
-    assert [c["guidance_scale"] for c in third] == [1.0, 4.0] and all(c["steps"] == 200 for c in third)
-    classifier = {"lr": 0.5, "steps": 150, "batch_size": 512}
-    assert [c["lr"] for c in _neighbours(classifier, {"lr": 2.0}, 3)] == [1.0, 4.0]
-    total = len(first) + len(second) + len(third)
-    assert total == protocol.TRIAL_BUDGET == len(first) + len(second) + len(_neighbours(classifier, {}, 3))
+    assert first[0] == {} and [c["max_grad_norm"] for c in first[1:]] == [0.1, 0.01]
+    second = _neighbours(base, {"max_grad_norm": 0.01}, 2)
+    assert [c["lr"] for c in second] == [2.5e-4, 4e-3] and all(c["max_grad_norm"] == 0.01 for c in second)
+    third = _neighbours(base, {"max_grad_norm": 0.01, "lr": 4e-3}, 3)
+    assert all(c["steps"] * c["batch_size"] <= 100 * 256 and c["lr"] == 4e-3 and c["max_grad_norm"] == 0.01
+               for c in third)
+    fourth = _neighbours(base, {"lr": 4e-3, "steps": 200, "batch_size": 128}, 4)
+    assert [c["guidance_scale"] for c in fourth] == [1.0, 4.0] and all(c["steps"] == 200 for c in fourth)
+    classifier = {"lr": 0.5, "steps": 150, "batch_size": 512, "max_grad_norm": 1.0}
+    assert [c["lr"] for c in _neighbours(classifier, {"lr": 2.0}, 4)] == [1.0, 4.0]
+    total = len(first) + len(second) + len(third) + len(fourth)
+    assert total == protocol.TRIAL_BUDGET == len(first) + len(second) + len(third) + len(_neighbours(classifier, {}, 4))
 
 
 def test_best_is_the_highest_score_and_the_earliest_of_ties():

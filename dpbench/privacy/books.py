@@ -49,11 +49,16 @@ class PrivacyBooks:
         target = self.epsilon * cumulative if math.isfinite(self.epsilon) else math.inf
         trainer = PrivateTrainer(model, loss, make_batch, settings, private_x=private_x,
                                  private_y=self.__private.labels, epsilon=target, delta=self.delta,
-                                 device=self.device, seed=self.seed + 1000 * len(self.trainers), prior=prior,
+                                 device=self.device, seed=self.seed, stage=len(self.trainers), prior=prior,
                                  budget_share=budget_share)
         self.share_used += budget_share
         self.trainers.append(trainer)
         return trainer
+
+    @property
+    def nonfinite_examples(self) -> int:
+        """Per-example gradients zeroed (NaN/inf) over every engine of the run."""
+        return sum(t.nonfinite_examples for t in self.trainers)
 
     def ledger(self, accountant: str) -> PrivacyLedger:
         """What the run spent: every engine's stage as actually run, composed under one accountant."""

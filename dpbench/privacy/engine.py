@@ -23,6 +23,7 @@ from torch.func import functional_call, grad, vmap
 
 from dpbench.privacy.accountant import ACCOUNTANTS, DEFAULT_ACCOUNTANT, calibrate_noise, epsilon_of_history
 from dpbench.privacy.ledger import PrivacyStage
+from dpbench.seeds import stream_seed
 from dpbench.version import removed
 
 # loss(model_fn, example) -> scalar, where example holds one private example's tensors (no batch dim)
@@ -55,8 +56,25 @@ class DPSettings:
             raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
 
 
+def zero_nonfinite(per_example: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Zero every example whose gradient has a NaN or inf anywhere; returns the cleaned grads and the mask of
+    zeroed examples. Without this an inf norm gives a clip factor of 0 and 0 * inf = NaN, which turns the whole
+    step's sum into NaN and reveals which batch held the bad record: the sensitivity is no longer bounded."""
+    bad = torch.zeros(next(iter(per_example.values())).shape[0], dtype=torch.bool,
+                      device=next(iter(per_example.values())).device)
+    for g in per_example.values():
+        bad |= ~torch.isfinite(g.reshape(g.shape[0], -1)).all(dim=1)
+    if not bad.any():
+        return per_example, bad
+    cleaned = {name: torch.where(bad.view(-1, *([1] * (g.dim() - 1))), torch.zeros_like(g), g)
+               for name, g in per_example.items()}
+    return cleaned, bad
+
+
 def clip_and_sum(per_example: dict[str, torch.Tensor], max_grad_norm: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Clip each example's whole gradient (all parameters together) to norm <= C and sum over the batch."""
+    """Zero non-finite examples, clip each example's whole gradient (all parameters together) to norm <= C and
+    sum over the batch. Returns the sum and the per-example norms after zeroing."""
+    per_example, _ = zero_nonfinite(per_example)
     flat = torch.cat([g.reshape(g.shape[0], -1) for g in per_example.values()], dim=1)
     norms = flat.norm(dim=1)
     factors = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
@@ -84,7 +102,7 @@ class PrivateTrainer:
 
     def __init__(self, model: nn.Module, loss: PerExampleLoss, make_batch: MakeBatch, settings: DPSettings, *,
                  private_x: torch.Tensor, private_y: torch.Tensor, epsilon: float, delta: float,
-                 device: torch.device, seed: int, prior=(), budget_share: float = 1.0) -> None:
+                 device: torch.device, seed: int, stage: int = 0, prior=(), budget_share: float = 1.0) -> None:
         self.model, self.device = model, device
         self.__settings = settings
         self._make_batch = make_batch
@@ -104,10 +122,12 @@ class PrivateTrainer:
         self.trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
         if not self.trainable:
             raise ValueError("the model has no trainable parameters")
-        self.__noise = torch.Generator(device=device).manual_seed(seed)
-        self.__sampling = torch.Generator().manual_seed(seed + 1)
-        self.batch_generator = torch.Generator(device=device).manual_seed(seed + 2)  # the method's own
+        self.__noise = torch.Generator(device=device).manual_seed(stream_seed(seed, "dp", stage, "noise"))
+        self.__sampling = torch.Generator().manual_seed(stream_seed(seed, "dp", stage, "sampling"))
+        # the method's own
+        self.batch_generator = torch.Generator(device=device).manual_seed(stream_seed(seed, "dp", stage, "batch"))
         self.__steps_done = 0
+        self.nonfinite_examples = 0  # examples zeroed for a NaN/inf gradient; a count over the whole run
         self.batch_sizes: list[int] = []
 
         frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
@@ -165,6 +185,8 @@ class PrivateTrainer:
             idx = indices[start:start + chunk]
             batch = self._make_batch({"x": self.__x[idx], "y": self.__y[idx]}, self.batch_generator)
             grads = self.per_example_grads({k: v.to(self.device) for k, v in batch.items()})
+            grads, bad = zero_nonfinite(grads)
+            self.nonfinite_examples += int(bad.sum())
             if self.private:
                 grads, _ = clip_and_sum(grads, self.__plan.max_grad_norm)
             else:

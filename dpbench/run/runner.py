@@ -26,6 +26,7 @@ from dpbench.privacy.books import PrivacyBooks
 from dpbench.privacy.ledger import PrivacyLedger
 from dpbench.run.records import SAMPLES_NAME, SCHEMA_VERSION, run_dir, write_record
 from dpbench.run.synthetic import save_synthetic
+from dpbench.seeds import stream_seed
 from dpbench.storage import cache_key, tensor_digest
 
 
@@ -167,7 +168,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
     reset_peak_memory(device)
     samples = labels = None
     try:
-        torch.manual_seed(request.seed)
+        torch.manual_seed(stream_seed(request.seed, "method"))
         result = method.train(ctx, settings)
         _check_result(method, result)
         ledger = books.ledger(DEFAULT_ACCOUNTANT) if books is not None else PrivacyLedger(
@@ -178,15 +179,18 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
         epsilon = validate_ledger(ledger, epsilon_target=request.epsilon, delta=request.delta, n_private=n_private)
         record["privacy"] = {"epsilon_target": request.epsilon, "epsilon": epsilon, "delta": request.delta,
                              "private": ledger.is_private and ledger.steps > 0,
+                             "nonfinite_examples": books.nonfinite_examples if books is not None else 0,
                              **{k: v for k, v in ledger.to_dict().items() if k not in ("epsilon_target", "delta")}}
         if method.produces == "generator":
             labels = torch.arange(pair.num_classes).repeat_interleave(_samples_per_class(settings))
             with ctx.stage("sample"):
-                samples = result.artifact.sample(labels, seed=request.seed, progress=progress).cpu()
+                samples = result.artifact.sample(labels, seed=stream_seed(request.seed, "images"),
+                                                 progress=progress).cpu()
             _check_samples(samples, labels, pair)
         eval_ctx = EvalContext(pair=pair, public_train=data.public_train, private_test=data.private_test,
                                artifact=result.artifact, produces=method.produces, samples=samples,
-                               sample_labels=labels, seed=request.seed, device=device, preset=request.preset,
+                               sample_labels=labels, seed=stream_seed(request.seed, "evaluation"), device=device,
+                               preset=request.preset,
                                progress=progress, cache_dir=Path(request.cache_dir), private_train=data.private_train)
         record["metrics"].update(evaluate_all(resolved.evaluators, eval_ctx, ctx.stage_seconds))
         record["cost"] = cost_section(ctx.stage_seconds, device, result.trainable_parameters, result.total_parameters)

@@ -6,9 +6,12 @@ target ε, with the sample rate of the real private split (the batch size is sca
 are kept, so σ is the real run's). It is scored by the `accuracy` evaluator against the proxy test split.
 
 The search is a coordinate search of `TRIAL_BUDGET` trials per method, starting from the method's preset:
-1. learning rate × {1/4, 1, 4};
-2. at the best, the schedule at equal compute: (2× steps, ½× batch) and (½× steps, 2× batch);
-3. at the best, classifier-free guidance × {½, 2} for a generator; learning rate × {½, 2} for a method
+1. clip norm C × {1, 1/10, 1/100}. C sets the noise σ·C against the size of the per-example gradients, and those
+   differ by orders of magnitude between losses and scopes (a pixel-mean diffusion loss on LoDA adapters gives
+   per-example norms near 0.02, so at C = 1 nothing is clipped and the noise swamps the signal);
+2. at the best, learning rate × {1/4, 4};
+3. at the best, the schedule at equal compute: (2× steps, ½× batch) and (½× steps, 2× batch);
+4. at the best, classifier-free guidance × {½, 2} for a generator; learning rate × {½, 2} for a method
    without guidance (the same number of trials).
 Steps × batch never grows, so a chosen setting costs what the preset costs: the default run's time budget holds.
 """
@@ -26,10 +29,11 @@ from dpbench.api.settings import as_dict
 from dpbench.run.runner import RunRequest, execute, resolve
 from dpbench.tune.proxy import ProxySplit, proxy_pair_data, scaled_batch_size
 
-TRIAL_BUDGET = 7
+TRIAL_BUDGET = 9
 SCORE_METRIC = "accuracy"
 TRIAL_SAMPLES_PER_CLASS = 50  # synthetic images per class in a trial (the proxy test split has ~36 per class)
-LR_FACTORS = (0.25, 4.0)  # around the preset's lr (the preset itself is the first trial)
+CLIP_FACTORS = (0.1, 0.01)  # around the preset's clip norm (the preset itself is the first trial)
+LR_FACTORS = (0.25, 4.0)
 LR_REFINE = (0.5, 2.0)
 GUIDANCE_FACTORS = (0.5, 2.0)
 
@@ -72,8 +76,11 @@ def _neighbours(base: dict, best: dict, phase: int) -> list[dict]:
     """The phase's candidate overrides around the current best (in real-run terms)."""
     current = {**base, **best}
     if phase == 1:
-        return [{}] + [{"lr": base["lr"] * f} for f in LR_FACTORS]
+        clip = base.get("max_grad_norm")
+        return [{}] + ([{"max_grad_norm": clip * f} for f in CLIP_FACTORS] if clip else [])
     if phase == 2:
+        return [{**best, "lr": current["lr"] * f} for f in LR_FACTORS]
+    if phase == 3:
         if "steps" not in base or "batch_size" not in base:
             return []
         steps, batch = current["steps"], current["batch_size"]
@@ -100,7 +107,7 @@ def tune_method(registry: Registry, *, method: str, pair: str, epsilon: float, d
     base = as_dict(resolve(registry, base_request).settings)
     result = TuneResult(method=method, epsilon=epsilon, base=base)
     best: dict = {}
-    for phase in (1, 2, 3):
+    for phase in (1, 2, 3, 4):
         for overrides in _neighbours(base, best, phase):
             if len(result.trials) >= TRIAL_BUDGET:
                 break

@@ -25,7 +25,7 @@ def write_tuning(path: Path, *, pair: str, preset: str, epsilon: float, delta: f
         "protocol": {"proxy_split": split.to_dict(), "trial_budget": protocol.TRIAL_BUDGET,
                      "score": f"{protocol.SCORE_METRIC} on the proxy test split",
                      "trial_samples_per_class": protocol.TRIAL_SAMPLES_PER_CLASS,
-                     "lr_factors": list(protocol.LR_FACTORS), "lr_refine": list(protocol.LR_REFINE),
+                     "clip_factors": list(protocol.CLIP_FACTORS), "lr_factors": list(protocol.LR_FACTORS), "lr_refine": list(protocol.LR_REFINE),
                      "guidance_factors": list(protocol.GUIDANCE_FACTORS)},
         "methods": {r.method: r.to_dict() for r in results},
     }

@@ -1,0 +1,69 @@
+"""Seed streams are independent across seeds; a non-finite per-example gradient stays bounded and is counted."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from dpbench.privacy.engine import DPSettings, PrivateTrainer, clip_and_sum, zero_nonfinite
+from dpbench.seeds import stream_seed
+
+STREAMS = [("dp", 0, "noise"), ("dp", 0, "sampling"), ("dp", 0, "batch"), ("dp", 1, "noise"), ("method",),
+           ("images",), ("evaluation",)]
+
+
+def test_seeds_s_and_s_plus_1_share_no_stream():
+    seeds = {(s, path): stream_seed(s, *path) for s in range(50) for path in STREAMS}
+    assert len(set(seeds.values())) == len(seeds)  # the old scheme (noise = s, sampling = s + 1) collides here
+    assert stream_seed(3, "dp", 0, "noise") == stream_seed(3, "dp", 0, "noise")  # and they are reproducible
+
+
+def test_a_bad_run_seed_is_refused():
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="seed"):
+            stream_seed(bad, "noise")
+
+
+@settings(max_examples=30, deadline=None)
+@given(batch=st.integers(2, 6), bad_row=st.integers(0, 5), kind=st.sampled_from([math.nan, math.inf, -math.inf]),
+       clip=st.floats(0.01, 5.0), seed=st.integers(0, 2**16))
+def test_a_nonfinite_example_is_zeroed_and_the_sum_stays_bounded(batch, bad_row, kind, clip, seed):
+    bad_row %= batch
+    gen = torch.Generator().manual_seed(seed)
+    grads = {"w": 10 * torch.randn(batch, 4, 3, generator=gen), "b": torch.randn(batch, 3, generator=gen)}
+    grads["w"][bad_row, 1, 2] = kind
+    cleaned, bad = zero_nonfinite(grads)
+    assert bad.tolist() == [i == bad_row for i in range(batch)]
+    summed, norms = clip_and_sum(grads, clip)
+    flat = torch.cat([g.flatten() for g in summed.values()])
+    assert torch.isfinite(flat).all()
+    assert flat.norm().item() <= (batch - 1) * clip * (1 + 1e-5)  # the bad example adds nothing, the rest <= C each
+    assert norms[bad_row].item() == 0.0
+    without = {k: torch.cat([v[:bad_row], v[bad_row + 1:]]) for k, v in grads.items()}
+    expected, _ = clip_and_sum(without, clip)
+    for name in summed:
+        assert torch.allclose(summed[name], expected[name], atol=1e-5)
+
+
+class _Scale(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight
+
+
+def test_the_engine_counts_nonfinite_examples_and_releases_a_finite_gradient():
+    x = torch.ones(40, 3)
+    x[7] = math.inf  # one hostile record
+    trainer = PrivateTrainer(_Scale(), lambda model_fn, ex: model_fn(ex["x"]).sum(),
+                             lambda examples, generator: examples,
+                             DPSettings(expected_batch_size=40, steps=3, max_grad_norm=1.0),
+                             private_x=x, private_y=torch.zeros(40, dtype=torch.long), epsilon=10.0, delta=1e-5,
+                             device=torch.device("cpu"), seed=0)
+    released = [trainer._privatised_gradient()["weight"] for _ in range(3)]
+    assert all(torch.isfinite(g).all() for g in released)
+    assert trainer.nonfinite_examples == 3  # sample rate 1: example 7 was in every step, zeroed each time
