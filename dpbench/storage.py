@@ -15,6 +15,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+CACHE_FILE_MODE = 0o600  # cache entries are private to the user: some are pickles, and all describe the data
+CACHE_DIR_MODE = 0o700
+
+
+def private_dir(path: Path) -> Path:
+    """Create (or tighten) a cache folder so that only its owner can list, read or plant files in it."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
+    os.chmod(path, CACHE_DIR_MODE)
+    return path
+
+
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write to a temporary file in the same folder, fsync, then rename: readers never see half a file."""
     atomic_write(path, lambda handle: handle.write(data), mode)
@@ -38,10 +50,12 @@ def atomic_write(path: Path, write: Callable[[io.BufferedWriter], Any], mode: in
         raise
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
+def atomic_torch_save(obj: Any, path: Path, mode: int = CACHE_FILE_MODE) -> None:
+    """torch.save, atomically; used for cache entries, so private to the user by default."""
     import torch
 
-    atomic_write(path, lambda handle: torch.save(obj, handle))
+    private_dir(Path(path).parent)
+    atomic_write(path, lambda handle: torch.save(obj, handle), mode)
 
 
 def _canonical(value: Any) -> Any:

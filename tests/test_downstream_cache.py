@@ -22,3 +22,17 @@ def test_a_changed_test_split_is_a_new_cache_entry(tmp_path):
     real_data_accuracy(pair, train, test_a, labels, **common)
     real_data_accuracy(pair, train, test_b, labels, **common)
     assert len(list((tmp_path / "real_data").iterdir())) == 2
+
+
+def test_cache_entries_are_private_to_the_user(tmp_path):
+    import stat
+
+    from dpbench.storage import atomic_torch_save
+
+    pair = load_registry().pair("digits-mnist")
+    public_only_accuracy(pair, _set(0), _set(1), preset="smoke", seed=0, device=torch.device("cpu"), cache_dir=tmp_path)
+    atomic_torch_save({"w": torch.zeros(2)}, tmp_path / "pretrain" / "entry.pt")
+    for folder in ("public_only", "pretrain"):
+        assert stat.S_IMODE((tmp_path / folder).stat().st_mode) == 0o700
+        for entry in (tmp_path / folder).iterdir():
+            assert stat.S_IMODE(entry.stat().st_mode) == 0o600, entry

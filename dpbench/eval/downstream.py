@@ -12,7 +12,7 @@ import torch
 
 from dpbench.data.types import ImageSet, PairSpec
 from dpbench.models.classifiers import accuracy, build_classifier, fit_classifier
-from dpbench.storage import atomic_write_bytes, cache_key, tensor_digest
+from dpbench.storage import CACHE_FILE_MODE, atomic_write_bytes, cache_key, private_dir, tensor_digest
 
 # Fixed training budgets per preset (no early stopping, so nothing can be tuned on the test split).
 DOWNSTREAM_TRAINING = {
@@ -41,12 +41,12 @@ def real_data_accuracy(pair: PairSpec, private_train: ImageSet, test: ImageSet, 
     key = {"pair": pair.name, "preset": preset, "seed": seed, "counts": counts, "classifier": pair.classifier,
            "training": DOWNSTREAM_TRAINING[preset],
            "data": tensor_digest(private_train.images, private_train.labels, test.images, test.labels)}
-    path = Path(cache_dir) / "real_data" / (cache_key(key) + ".json")
+    path = private_dir(Path(cache_dir) / "real_data") / (cache_key(key) + ".json")
     if path.exists():
         return json.loads(path.read_text())["accuracy"]
     index = torch.cat([(private_train.labels == c).nonzero().flatten()[:n] for c, n in enumerate(counts)])
     value = train_and_test(pair, private_train.subset(index), test, preset=preset, seed=seed, device=device)
-    atomic_write_bytes(path, json.dumps({"key": key, "accuracy": value, "n": len(index)}).encode())
+    atomic_write_bytes(path, json.dumps({"key": key, "accuracy": value, "n": len(index)}).encode(), CACHE_FILE_MODE)
     return value
 
 
@@ -56,9 +56,9 @@ def public_only_accuracy(pair: PairSpec, public: ImageSet, test: ImageSet, *, pr
     key = {"pair": pair.name, "preset": preset, "seed": seed, "n_public": len(public),
            "classifier": pair.classifier, "training": DOWNSTREAM_TRAINING[preset],
            "data": tensor_digest(public.images, public.labels, test.images, test.labels)}
-    path = Path(cache_dir) / "public_only" / (cache_key(key) + ".json")
+    path = private_dir(Path(cache_dir) / "public_only") / (cache_key(key) + ".json")
     if path.exists():
         return json.loads(path.read_text())["accuracy"]
     value = train_and_test(pair, public, test, preset=preset, seed=seed, device=device, progress=progress)
-    atomic_write_bytes(path, json.dumps({"key": key, "accuracy": value}).encode())
+    atomic_write_bytes(path, json.dumps({"key": key, "accuracy": value}).encode(), CACHE_FILE_MODE)
     return value

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dpbench.eval.inception import resolve_inception_weights
-from dpbench.storage import tensor_digest
+from dpbench.storage import private_dir, tensor_digest
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 EXTRACTOR_NAME = "inception-v3-compat-channels-last"
@@ -92,7 +92,9 @@ def fid_kid(
             raise ValueError(f"reference_cache_key must match {_KEY_RE.pattern}: {reference_cache_key!r}")
         kwargs = {
             "cache": True,
-            "cache_root": str(cache_dir / "fidelity_cache"),
+            # torch-fidelity pickles its feature cache (torch.save); a folder only the owner can write keeps
+            # another user from planting a file that would be unpickled here
+            "cache_root": str(private_dir(cache_dir / "fidelity_cache")),
             "input2_cache_name": f"{reference_cache_key}-{_content_digest(reference)}",
         }
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from dpbench.storage import atomic_write_bytes
+from dpbench.storage import CACHE_FILE_MODE, atomic_write_bytes, private_dir
 
 TORCH_FIDELITY_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 DERIVED_FILENAME = "weights-inception-2015-12-05-pool3-from-fid-helper.pth"
@@ -141,7 +141,7 @@ def fid_helper_features(model: torch.jit.ScriptModule, images: torch.Tensor) -> 
 def derive_inception_weights(dest: Path) -> Path:
     """Convert fid-helper's default_1.pt, check its pool features against the source, then write `dest`."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(dest.parent)
     ts_model = load_fid_helper_model()
     state = convert_state_dict(ts_model.state_dict())
     with tempfile.TemporaryDirectory(dir=dest.parent) as scratch:
@@ -151,5 +151,5 @@ def derive_inception_weights(dest: Path) -> Path:
         diff = (torch_fidelity_features(candidate, images) - fid_helper_features(ts_model, images)).abs().max()
         if not diff <= VERIFY_ATOL:
             raise ValueError(f"converted weights disagree with the source: max abs diff {float(diff):.3g}")
-        atomic_write_bytes(dest, candidate.read_bytes())
+        atomic_write_bytes(dest, candidate.read_bytes(), CACHE_FILE_MODE)
     return dest
