@@ -71,9 +71,11 @@ def main() -> None:
 @click.option("--cache-dir", default=".dpbench-cache", envvar=CACHE_ENV, show_envvar=True, show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Pre-training, Inception weights and FID statistics cache.")
 @click.option("--rebuild-backbone", is_flag=True, help="Ignore shipped public backbones and pre-train them locally.")
+@click.option("--allow-large-delta", is_flag=True,
+              help="Run even with delta >= 1/n_private (refused otherwise); the record and leaderboard mark it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON on stdout.")
 def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, overrides, data_root, download, cache_dir,
-        rebuild_backbone, as_json):
+        rebuild_backbone, allow_large_delta, as_json):
     """Fine-tune METHOD on PAIR under (EPS, DELTA)-DP, evaluate it, and write its record."""
     from dpbench.run.progress import RichProgress
     from dpbench.run.runner import RunInputError, RunRequest, execute
@@ -81,7 +83,7 @@ def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, ove
     request = RunRequest(method=method, pair=pair, epsilon=epsilon, delta=delta, seed=seed, preset=preset, out=out,
                          device=device, cache_dir=cache_dir, data_root=data_root,
                          evaluators=list(evaluators) or None, overrides=dict(_parse_override(o) for o in overrides),
-                         rebuild_backbone=rebuild_backbone)
+                         rebuild_backbone=rebuild_backbone, allow_large_delta=allow_large_delta)
     registry = load_registry()
     _report_broken_plugins(registry)
     try:

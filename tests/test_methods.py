@@ -129,6 +129,18 @@ def test_delta_at_or_above_one_over_n_is_refused_and_nothing_is_written(tmp_path
     assert not list(tmp_path.rglob("record.json"))
 
 
+def test_a_large_delta_runs_only_when_allowed_and_is_marked(tmp_path, shared_cache):
+    from dpbench.report.leaderboard import render
+
+    result = _run(tmp_path, shared_cache, "--method", "dp-sgd", "--eps", "2", "--delta", "0.001",
+                  "--allow-large-delta")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["privacy"]["delta"] == 0.001 and record["privacy"]["large_delta"] is True  # δ kept as given
+    assert any("--allow-large-delta" in w for w in record["warnings"])
+    assert "δ = 0.001 ≥ 1/n" in render([record])
+
+
 def test_paper_preset_takes_dpdm_schedules_per_pair_and_epochs_fix_the_steps():
     from dpbench.api.registry import load_registry
     from dpbench.finetune.method import DiffusionSettings, planned_steps

@@ -32,7 +32,8 @@ def records_frame(records: list[dict]) -> tuple[pd.DataFrame, dict[str, bool]]:
         row = {
             "pair": record["pair"]["name"], "method": record["method"]["name"], "seed": record["seed"],
             "preset": record["preset"], "config_hash": record["config_hash"],
-            "config": config_label(record["method"].get("overrides", {})),
+            "config": config_label(record["method"].get("overrides", {}))
+            + (f" **δ = {privacy['delta']:g} ≥ 1/n**" if privacy.get("large_delta") else ""),
             "epsilon": decode_number(privacy["epsilon_target"]),
             "epsilon_spent": decode_number(privacy.get("epsilon")),
             "trainable_parameters": cost.get("trainable_parameters"),

@@ -53,6 +53,7 @@ class RunRequest:
     evaluators: list[str] | None = None  # None: every registered evaluator that applies
     overrides: dict = field(default_factory=dict)  # setting -> text (parsed by type) or typed value
     rebuild_backbone: bool = False
+    allow_large_delta: bool = False  # δ >= 1/n_private is refused unless the user says so; the record marks it
 
 
 @dataclass
@@ -141,10 +142,14 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
     origin = registry.origin.get(f"method:{method.name}")
     warnings = list(data.info.get("warnings", []))
     n_private = len(data.private_train)
-    if method.trains_on_private and request.delta >= 1 / n_private:
+    large_delta = method.trains_on_private and request.delta >= 1 / n_private
+    if large_delta and not request.allow_large_delta:
         raise RunInputError(f"delta={request.delta:g} >= 1/n_private={1 / n_private:.3g} for pair '{pair.name}': such a "
                             "delta permits releasing a whole record, so the run would not be private; pass a "
-                            "smaller --delta")
+                            "smaller --delta (or --allow-large-delta to run it anyway, marked in the record)")
+    if large_delta:
+        warnings.append(f"delta={request.delta:g} >= 1/n_private={1 / n_private:.3g}: allowed by --allow-large-delta; "
+                        "this run's guarantee permits releasing a whole record")
     record = {
         "schema_version": SCHEMA_VERSION, "status": "running",
         "method": {"name": method.name, "produces": method.produces, "reference": method.reference,
@@ -154,7 +159,8 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
         "pair": {"name": pair.name, "data_digest": digest, "n_public": len(data.public_train),
                  "n_private_train": n_private, "n_private_test": len(data.private_test), "info": _plain_info(data.info)},
         "preset": request.preset, "seed": request.seed, "config_hash": config_hash, "config": config,
-        "warnings": warnings, "privacy": {"epsilon_target": request.epsilon, "delta": request.delta},
+        "warnings": warnings,
+        "privacy": {"epsilon_target": request.epsilon, "delta": request.delta, "large_delta": large_delta},
         "metrics": {}, "cost": {}, "env": _env(device), "started_at": _now(), "finished_at": None,
     }
     books = PrivacyBooks(data.private_train, epsilon=request.epsilon, delta=request.delta, device=device,
@@ -178,6 +184,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
                                      "private step: DP training must go through ctx.private_trainer(...)")
         epsilon = validate_ledger(ledger, epsilon_target=request.epsilon, delta=request.delta, n_private=n_private)
         record["privacy"] = {"epsilon_target": request.epsilon, "epsilon": epsilon, "delta": request.delta,
+                             "large_delta": large_delta,
                              "private": ledger.is_private and ledger.steps > 0,
                              "nonfinite_examples": books.nonfinite_examples if books is not None else 0,
                              **{k: v for k, v in ledger.to_dict().items() if k not in ("epsilon_target", "delta")}}
