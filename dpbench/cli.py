@@ -230,16 +230,56 @@ def data() -> None:
     Examples:
       dpbench data check
       dpbench data check --pair svhn-mnist --data-root ~/datasets
+      dpbench data overlap --pair digits-mnist --json
     """
+
+
+@data.command("overlap")
+@click.option("--pair", "pair_name", required=True, help="Pair whose splits are compared.")
+@click.option("--data-root", default=None, envvar=DATA_ROOT_ENV, show_envvar=True, help="Folder with the datasets' files.")
+@click.option("--cache-dir", default=".dpbench-cache", envvar=CACHE_ENV, show_envvar=True, show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Where the result is cached, by data digest.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+def data_overlap(pair_name, data_root, cache_dir, as_json):
+    """Find near-duplicates between public and private-train, public and private-test, private-train and
+    private-test, and inside private-train (perceptual hash, then thumbnail correlation; README, "Overlap").
+    Exits 0 when public and private share no near-duplicate, 1 when they do, 2 on bad input."""
+    from dpbench.data.overlap import cached_overlap
+
+    registry = load_registry()
+    _report_broken_plugins(registry)
+    try:
+        spec = registry.pair(pair_name)
+    except UnknownNameError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        result = cached_overlap(spec.name, *_splits_and_digest(spec, data_root), cache_dir)
+    except DataMissingError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps({"pair": spec.name, **result}, indent=2))
+    else:
+        click.echo(f"pair {spec.name!r}: {result['method']}; Hamming <= {result['threshold']}, "
+                   f"correlation >= {result['min_correlation']}")
+        for name, counts in result["comparisons"].items():
+            examples = ", ".join(f"({a}, {b})" for a, b, _ in counts["examples"])
+            click.echo(f"  {name:30} {counts['near_duplicates']:6} near-duplicates, {counts['images_matched']} images"
+                       f" matched, {counts['hash_candidates']} hash candidates" + (f"; e.g. {examples}" if examples else ""))
+    shared = sum(c["near_duplicates"] for n, c in result["comparisons"].items() if n.startswith("public~"))
+    sys.exit(1 if shared else 0)
 
 
 @data.command("check")
 @click.option("--pair", "pair_name", default=None, help="Only this pair (default: every pair).")
 @click.option("--data-root", default=None, envvar=DATA_ROOT_ENV, show_envvar=True, help="Folder with the datasets' files.")
+@click.option("--cache-dir", default=".dpbench-cache", envvar=CACHE_ENV, show_envvar=True, show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Where overlap counts are cached.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
-def data_check(pair_name, data_root, as_json):
-    """Report, per pair, which files are present, missing or corrupt, with the exact expected paths.
-    Exits 0 when every checked pair is usable, 1 otherwise."""
+def data_check(pair_name, data_root, cache_dir, as_json):
+    """Report, per pair, which files are present, missing or corrupt, with the exact expected paths, and for a
+    usable pair its near-duplicate counts between splits. Exits 0 when every checked pair is usable, 1
+    otherwise."""
     from dpbench.data.file_report import format_report, resolve_data_root
 
     registry = load_registry()
@@ -254,14 +294,39 @@ def data_check(pair_name, data_root, as_json):
         statuses = pair.check_files(data_root) if pair.check_files else []
         ok = all(s.status == "present" for s in statuses)
         usable &= ok
+        overlap = _overlap_counts(pair, data_root, cache_dir) if ok else None
         report.append({"pair": pair.name, "ready": ok, "needs_files": bool(pair.check_files),
-                       "files": [{"path": s.path, "status": s.status, "detail": s.detail} for s in statuses]})
+                       "files": [{"path": s.path, "status": s.status, "detail": s.detail} for s in statuses],
+                       "overlap": overlap})
         if not as_json:
             text = format_report(pair.name, root, statuses, []) if statuses else f"pair {pair.name!r}: embedded, needs no files"
+            if overlap is not None:
+                text += "\n  near-duplicates: " + ", ".join(f"{k} {v}" for k, v in overlap.items())
             click.echo(text + ("\n  => ready" if ok else "\n  => NOT ready") + "\n")
     if as_json:
         click.echo(json.dumps(report, indent=2))
     sys.exit(0 if usable else 1)
+
+
+def _splits_and_digest(spec, data_root) -> tuple[dict, str]:
+    """The pair's three image splits by name, and the digest of its data."""
+    from dpbench.run.runner import data_digest
+
+    pair_data = spec.load(data_root)
+    return ({"public": pair_data.public_train.images, "private_train": pair_data.private_train.images,
+             "private_test": pair_data.private_test.images}, data_digest(pair_data))
+
+
+def _overlap_counts(spec, data_root, cache_dir) -> dict | None:
+    """The pair's near-duplicate counts (cached by data digest); None when its data cannot be read."""
+    from dpbench.data.overlap import cached_overlap, overlap_summary
+
+    try:
+        splits, digest = _splits_and_digest(spec, data_root)
+    except Exception as exc:  # the file report above already names what is wrong
+        click.echo(f"  (overlap not computed: {type(exc).__name__}: {exc})", err=True)
+        return None
+    return overlap_summary(cached_overlap(spec.name, splits, digest, cache_dir))
 
 
 @main.command()

@@ -139,6 +139,7 @@ def test_a_large_delta_runs_only_when_allowed_and_is_marked(tmp_path, shared_cac
     assert record["privacy"]["delta"] == 0.001 and record["privacy"]["large_delta"] is True  # δ kept as given
     assert any("--allow-large-delta" in w for w in record["warnings"])
     assert "δ = 0.001 ≥ 1/n" in render([record])
+    assert record["pair"]["overlap"]["public~private_train"] == 0  # every record carries the overlap counts
 
 
 def test_paper_preset_takes_dpdm_schedules_per_pair_and_epochs_fix_the_steps():

@@ -18,6 +18,7 @@ from dpbench.api.context import EvalContext, MethodContext, PrivateSplit, StageT
 from dpbench.api.registry import API_VERSION, Registry
 from dpbench.api.settings import SettingError, apply_overrides, as_dict, check
 from dpbench.api.types import PRESETS, Classifier, Generator, Method, MethodResult
+from dpbench.data.overlap import cached_overlap, overlap_summary
 from dpbench.data.types import PairData
 from dpbench.eval.cost import cost_section, reset_peak_memory
 from dpbench.eval.grid import save_sample_grid
@@ -136,11 +137,18 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
     if data is None:
         data = pair.load(request.data_root)  # DataMissingError propagates: nothing written yet
     digest = data_digest(data)
+    overlap = overlap_summary(cached_overlap(pair.name, {"public": data.public_train.images,
+                                                         "private_train": data.private_train.images,
+                                                         "private_test": data.private_test.images},
+                                             digest, request.cache_dir))
     config = run_config(request, resolved, digest)
     config_hash = cache_key(config, length=10)
     directory = run_dir(request.out, pair.name, method.name, request.preset, config_hash, request.epsilon, request.seed)
     origin = registry.origin.get(f"method:{method.name}")
     warnings = list(data.info.get("warnings", []))
+    warnings += [f"{count} near-duplicate(s) between {name.replace('~', ' and ')}: private images may have been seen "
+                 f"in public pre-training (`dpbench data overlap --pair {pair.name}` lists them)"
+                 for name, count in overlap.items() if count and name.startswith("public~")]
     n_private = len(data.private_train)
     large_delta = method.trains_on_private and request.delta >= 1 / n_private
     if large_delta and not request.allow_large_delta:
@@ -157,7 +165,8 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
                    "plugin": {"name": origin.name if origin else None, "distribution": origin.distribution if origin else None,
                               "version": origin.version if origin else None}},
         "pair": {"name": pair.name, "data_digest": digest, "n_public": len(data.public_train),
-                 "n_private_train": n_private, "n_private_test": len(data.private_test), "info": _plain_info(data.info)},
+                 "n_private_train": n_private, "n_private_test": len(data.private_test), "overlap": overlap,
+                 "info": _plain_info(data.info)},
         "preset": request.preset, "seed": request.seed, "config_hash": config_hash, "config": config,
         "warnings": warnings,
         "privacy": {"epsilon_target": request.epsilon, "delta": request.delta, "large_delta": large_delta},
