@@ -73,9 +73,13 @@ def main() -> None:
 @click.option("--rebuild-backbone", is_flag=True, help="Ignore shipped public backbones and pre-train them locally.")
 @click.option("--allow-large-delta", is_flag=True,
               help="Run even with delta >= 1/n_private (refused otherwise); the record and leaderboard mark it.")
+@click.option("--rng", type=click.Choice(["seeded", "os-seeded", "secure"]), default="seeded", show_default=True,
+              help="Source of the DP noise and Poisson sampling: seeded from --seed (a reproducible simulation), "
+                   "seeded from the OS, or os.urandom (cryptographically secure, for a release).")
+@click.option("--secure-rng", is_flag=True, help="Same as --rng secure.")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON on stdout.")
 def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, overrides, data_root, download, cache_dir,
-        rebuild_backbone, allow_large_delta, as_json):
+        rebuild_backbone, allow_large_delta, rng, secure_rng, as_json):
     """Fine-tune METHOD on PAIR under (EPS, DELTA)-DP, evaluate it, and write its record."""
     from dpbench.run.progress import RichProgress
     from dpbench.run.runner import RunInputError, RunRequest, execute
@@ -83,7 +87,8 @@ def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, ove
     request = RunRequest(method=method, pair=pair, epsilon=epsilon, delta=delta, seed=seed, preset=preset, out=out,
                          device=device, cache_dir=cache_dir, data_root=data_root,
                          evaluators=list(evaluators) or None, overrides=dict(_parse_override(o) for o in overrides),
-                         rebuild_backbone=rebuild_backbone, allow_large_delta=allow_large_delta)
+                         rebuild_backbone=rebuild_backbone, allow_large_delta=allow_large_delta,
+                         rng="secure" if secure_rng else rng)
     registry = load_registry()
     _report_broken_plugins(registry)
     try:

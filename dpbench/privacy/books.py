@@ -17,9 +17,10 @@ SHARE_SLACK = 1e-9
 class PrivacyBooks:
     """Keeps the private training split and every engine opened on it, for one run at (ε, δ)."""
 
-    def __init__(self, private_train: ImageSet, *, epsilon: float, delta: float, device: torch.device, seed: int) -> None:
+    def __init__(self, private_train: ImageSet, *, epsilon: float, delta: float, device: torch.device, seed: int,
+                 rng: str = "seeded") -> None:
         self.__private = private_train
-        self.epsilon, self.delta, self.device, self.seed = epsilon, delta, device, seed
+        self.epsilon, self.delta, self.device, self.seed, self.rng = epsilon, delta, device, seed, rng
         self.trainers: list[PrivateTrainer] = []
         self.share_used = 0.0
 
@@ -49,7 +50,7 @@ class PrivacyBooks:
         target = self.epsilon * cumulative if math.isfinite(self.epsilon) else math.inf
         trainer = PrivateTrainer(model, loss, make_batch, settings, private_x=private_x,
                                  private_y=self.__private.labels, epsilon=target, delta=self.delta,
-                                 device=self.device, seed=self.seed, stage=len(self.trainers), prior=prior,
+                                 device=self.device, seed=self.seed, stage=len(self.trainers), prior=prior, rng=self.rng,
                                  budget_share=budget_share)
         self.share_used += budget_share
         self.trainers.append(trainer)

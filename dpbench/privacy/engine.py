@@ -23,6 +23,7 @@ from torch.func import functional_call, grad, vmap
 
 from dpbench.privacy.accountant import ACCOUNTANTS, DEFAULT_ACCOUNTANT, calibrate_noise, epsilon_of_history
 from dpbench.privacy.ledger import PrivacyStage
+from dpbench.privacy.randomness import engine_randomness
 from dpbench.seeds import stream_seed
 from dpbench.version import removed
 
@@ -83,13 +84,15 @@ def clip_and_sum(per_example: dict[str, torch.Tensor], max_grad_norm: float) -> 
 
 
 def add_gaussian_noise(summed: dict[str, torch.Tensor], noise_multiplier: float, max_grad_norm: float,
-                       generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Add N(0, (sigma*C)^2) to every coordinate of the summed clipped gradient."""
+                       randomness) -> dict[str, torch.Tensor]:
+    """Add N(0, (sigma*C)^2) to every coordinate of the summed clipped gradient. `randomness` is the engine's
+    noise source (privacy.randomness), or a torch.Generator."""
     std = noise_multiplier * max_grad_norm
-    return {
-        name: g + std * torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype)
-        for name, g in summed.items()
-    }
+    if isinstance(randomness, torch.Generator):
+        generator = randomness
+        return {name: g + std * torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype)
+                for name, g in summed.items()}
+    return {name: g + std * randomness.normal(g.shape, g.device, g.dtype) for name, g in summed.items()}
 
 
 class PrivateTrainer:
@@ -102,7 +105,8 @@ class PrivateTrainer:
 
     def __init__(self, model: nn.Module, loss: PerExampleLoss, make_batch: MakeBatch, settings: DPSettings, *,
                  private_x: torch.Tensor, private_y: torch.Tensor, epsilon: float, delta: float,
-                 device: torch.device, seed: int, stage: int = 0, prior=(), budget_share: float = 1.0) -> None:
+                 device: torch.device, seed: int, stage: int = 0, prior=(), budget_share: float = 1.0,
+                 rng: str = "seeded") -> None:
         self.model, self.device = model, device
         self.__settings = settings
         self._make_batch = make_batch
@@ -122,9 +126,9 @@ class PrivateTrainer:
         self.trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
         if not self.trainable:
             raise ValueError("the model has no trainable parameters")
-        self.__noise = torch.Generator(device=device).manual_seed(stream_seed(seed, "dp", stage, "noise"))
-        self.__sampling = torch.Generator().manual_seed(stream_seed(seed, "dp", stage, "sampling"))
-        # the method's own
+        self.__randomness = engine_randomness(rng, seed, stage, device)  # noise and sampling
+        self.rng = rng
+        # the method's own; it decides no privacy-relevant draw, so it stays seeded
         self.batch_generator = torch.Generator(device=device).manual_seed(stream_seed(seed, "dp", stage, "batch"))
         self.__steps_done = 0
         self.nonfinite_examples = 0  # examples zeroed for a NaN/inf gradient; a count over the whole run
@@ -167,7 +171,7 @@ class PrivateTrainer:
 
     def _sample_indices(self) -> torch.Tensor:
         """Poisson sampling: each private example joins the batch independently with the sample rate."""
-        mask = torch.rand(self.n_private, generator=self.__sampling) < self.__plan.sample_rate
+        mask = self.__randomness.uniform(self.n_private) < self.__plan.sample_rate
         return mask.nonzero().flatten()
 
     def _privatised_gradient(self) -> dict[str, torch.Tensor]:
@@ -194,7 +198,8 @@ class PrivateTrainer:
             for n in total:
                 total[n] += grads[n]
         if self.private:
-            total = add_gaussian_noise(total, self.__plan.noise_multiplier, self.__plan.max_grad_norm, self.__noise)
+            total = add_gaussian_noise(total, self.__plan.noise_multiplier, self.__plan.max_grad_norm,
+                                       self.__randomness)
             denominator = self.__plan.sample_rate * self.n_private
         else:
             denominator = max(len(indices), 1)

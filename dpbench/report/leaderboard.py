@@ -22,6 +22,10 @@ def is_leaderboard_record(record: dict) -> bool:
     return record.get("status") == "completed" and "proxy" not in record.get("pair", {}).get("info", {})
 
 
+# rows whose DP noise came from the run seed are simulations of DP: anyone with the seed can regenerate the noise
+NOISE_LABEL = {"seeded (simulation)": "seeded", "os-seeded": "os-seeded", "secure": "secure"}
+
+
 def records_frame(records: list[dict]) -> tuple[pd.DataFrame, dict[str, bool]]:
     """One row per completed record; also which metrics are higher-is-better."""
     rows, direction = [], {}
@@ -36,6 +40,7 @@ def records_frame(records: list[dict]) -> tuple[pd.DataFrame, dict[str, bool]]:
             + (f" **δ = {privacy['delta']:g} ≥ 1/n**" if privacy.get("large_delta") else ""),
             "epsilon": decode_number(privacy["epsilon_target"]),
             "epsilon_spent": decode_number(privacy.get("epsilon")),
+            "noise": NOISE_LABEL.get(privacy.get("rng", "seeded (simulation)"), privacy.get("rng")),
             "trainable_parameters": cost.get("trainable_parameters"),
             "trainable_fraction": cost.get("trainable_fraction"),
             "wall_total": cost.get("wall_seconds", {}).get("total"), "peak_memory_mb": cost.get("peak_memory_mb"),
@@ -80,13 +85,14 @@ def _reference_label(method: str, epsilon: float) -> str | None:
 def _table(group: pd.DataFrame, metrics: list[str], direction: dict[str, bool], pair: str = "",
            sample_links: dict | None = None) -> str:
     sample_links = sample_links or {}
-    headers = (["method", "preset", "config", "seeds"] + [f"{m} {'↑' if direction[m] else '↓'}" for m in metrics]
+    headers = (["method", "preset", "config", "seeds", "noise"] + [f"{m} {'↑' if direction[m] else '↓'}" for m in metrics]
                + [c[1] for c in COST_COLUMNS] + ["samples"])
     body = []
     for (epsilon, method, preset, config_hash), runs in group.groupby(["epsilon", "method", "preset", "config_hash"],
                                                                        sort=True):
         label = _reference_label(method, epsilon) or method
-        row = [label, preset, f"{runs['config'].iloc[0]} ({config_hash[:6]})", len(runs)]
+        noise = "–" if epsilon == 0 or math.isinf(epsilon) else "/".join(sorted(set(runs["noise"])))
+        row = [label, preset, f"{runs['config'].iloc[0]} ({config_hash[:6]})", len(runs), noise]
         row += [_mean_std(runs[m], _metric_format(m)) if m in runs else "–" for m in metrics]
         row += [
             _mean_std(runs["trainable_parameters"], ",.0f"), _mean_std(runs["trainable_fraction"], ".2%"),
@@ -105,7 +111,7 @@ def _real_data_row(group: pd.DataFrame, metrics: list[str], width: int) -> list:
     """The ceiling as a row of its own: the classifier trained on real private-train images (one value per seed,
     the same for every run of that seed), in the accuracy column."""
     per_seed = group.dropna(subset=["accuracy_real_data"]).groupby("seed")["accuracy_real_data"].first()
-    row = ["*real data (ceiling)*", "–", "as many real private-train images as synthetic ones", len(per_seed)]
+    row = ["*real data (ceiling)*", "–", "as many real private-train images as synthetic ones", len(per_seed), "–"]
     row += [_mean_std(per_seed, _metric_format(m)) if m == "accuracy" else "–" for m in metrics]
     return row + ["–"] * (width - len(row))
 
@@ -133,7 +139,9 @@ def render(records: list[dict], sample_links: dict | None = None, published: lis
              "(ε = ∞) and the public-only model (ε = 0). `trainable %` is the share of the backbone's parameters "
              "that DP fine-tuning updates. `run wall s` includes public pre-training and the FID reference statistics "
              "only for the run that built them (later runs load them from the cache); `DP fine-tune s` is the "
-             "method's own training time.", ""]
+             "method's own training time. `noise`: where the DP noise and sampling came from; **seeded** rows are "
+             "reproducible simulations of DP (anyone with the seed can regenerate the noise), fit to compare methods "
+             "but not to release a model; `secure` rows drew them from os.urandom (`dpbench run --secure-rng`).", ""]
     if frame.empty:
         lines.append("No completed runs yet.")
     else:

@@ -24,6 +24,7 @@ from dpbench.eval.cost import cost_section, reset_peak_memory
 from dpbench.eval.grid import save_sample_grid
 from dpbench.privacy.accountant import DEFAULT_ACCOUNTANT, validate_ledger
 from dpbench.privacy.books import PrivacyBooks
+from dpbench.privacy.randomness import RECORD_LABEL, RNG_KINDS
 from dpbench.privacy.ledger import PrivacyLedger
 from dpbench.run.records import SAMPLES_NAME, SCHEMA_VERSION, run_dir, write_record
 from dpbench.run.synthetic import save_synthetic
@@ -55,6 +56,7 @@ class RunRequest:
     overrides: dict = field(default_factory=dict)  # setting -> text (parsed by type) or typed value
     rebuild_backbone: bool = False
     allow_large_delta: bool = False  # δ >= 1/n_private is refused unless the user says so; the record marks it
+    rng: str = "seeded"  # the DP noise and sampling: "seeded" (a reproducible simulation), "os-seeded", "secure"
 
 
 @dataclass
@@ -125,12 +127,15 @@ def run_config(request: RunRequest, resolved: Resolved, digest: str) -> dict:
         "method": resolved.method.name, "settings": as_dict(resolved.settings), "preset": request.preset,
         "pair": resolved.pair.name, "data_digest": digest, "delta": request.delta,
         "evaluators": {e.name: e.settings(request.preset) for e in resolved.evaluators},
+        **({"rng": request.rng} if request.rng != "seeded" else {}),  # seeded runs keep their earlier hashes
     }
 
 
 def execute(registry: Registry, request: RunRequest, progress, data: PairData | None = None) -> RunOutcome:
     """Run one benchmark cell. Input errors raise RunInputError/UnknownNameError before anything is written;
     a failure after that writes a record with status "failed" and the reason (never samples)."""
+    if request.rng not in RNG_KINDS:
+        raise RunInputError(f"rng must be one of {', '.join(RNG_KINDS)}, got '{request.rng}'")
     resolved = resolve(registry, request)
     method, pair, settings = resolved.method, resolved.pair, resolved.settings
     device = resolve_device(request.device)
@@ -173,7 +178,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
         "metrics": {}, "cost": {}, "env": _env(device), "started_at": _now(), "finished_at": None,
     }
     books = PrivacyBooks(data.private_train, epsilon=request.epsilon, delta=request.delta, device=device,
-                         seed=request.seed) if method.trains_on_private else None
+                         seed=request.seed, rng=request.rng) if method.trains_on_private else None
     private = PrivateSplit(n_private, tuple(data.private_train.images.shape[1:]), pair.num_classes) \
         if method.trains_on_private else None
     ctx = MethodContext(pair=pair, public=data.public_train, public_info=dict(data.info), private=private,
@@ -193,7 +198,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
                                      "private step: DP training must go through ctx.private_trainer(...)")
         epsilon = validate_ledger(ledger, epsilon_target=request.epsilon, delta=request.delta, n_private=n_private)
         record["privacy"] = {"epsilon_target": request.epsilon, "epsilon": epsilon, "delta": request.delta,
-                             "large_delta": large_delta,
+                             "large_delta": large_delta, "rng": RECORD_LABEL[request.rng],
                              "private": ledger.is_private and ledger.steps > 0,
                              "nonfinite_examples": books.nonfinite_examples if books is not None else 0,
                              **{k: v for k, v in ledger.to_dict().items() if k not in ("epsilon_target", "delta")}}
