@@ -26,6 +26,8 @@ Examples:
   dpbench run --method dp-lora --pair digits-mnist --eps 10 --set noise_multiplicity=4
   dpbench run --method dp-loda --pair digits-mnist --eps inf        # the same method without DP
   dpbench run --method public-only --pair digits-mnist --eps 0     # the pre-trained model, no private data
+  dpbench run --method dp-loda --pair digits-mnist --eps 10 --resume  # continue after a crash or a kill
+  dpbench run --method dp-loda --pair digits-mnist --eps 10 --secure-rng  # noise from os.urandom, for a release
 """
 
 
@@ -77,9 +79,13 @@ def main() -> None:
               help="Source of the DP noise and Poisson sampling: seeded from --seed (a reproducible simulation), "
                    "seeded from the OS, or os.urandom (cryptographically secure, for a release).")
 @click.option("--secure-rng", is_flag=True, help="Same as --rng secure.")
+@click.option("--resume", is_flag=True,
+              help="Continue a killed run from its checkpoints: same result, bit for bit, and no step spent twice.")
+@click.option("--checkpoint-every", default=50, show_default=True, type=click.IntRange(min=1),
+              help="DP steps between checkpoints (written owner-only in the run folder, deleted when it completes).")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON on stdout.")
 def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, overrides, data_root, download, cache_dir,
-        rebuild_backbone, allow_large_delta, rng, secure_rng, as_json):
+        rebuild_backbone, allow_large_delta, rng, secure_rng, resume, checkpoint_every, as_json):
     """Fine-tune METHOD on PAIR under (EPS, DELTA)-DP, evaluate it, and write its record."""
     from dpbench.run.progress import RichProgress
     from dpbench.run.runner import RunInputError, RunRequest, execute
@@ -88,7 +94,7 @@ def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, ove
                          device=device, cache_dir=cache_dir, data_root=data_root,
                          evaluators=list(evaluators) or None, overrides=dict(_parse_override(o) for o in overrides),
                          rebuild_backbone=rebuild_backbone, allow_large_delta=allow_large_delta,
-                         rng="secure" if secure_rng else rng)
+                         rng="secure" if secure_rng else rng, resume=resume, checkpoint_every=checkpoint_every)
     registry = load_registry()
     _report_broken_plugins(registry)
     try:

@@ -22,6 +22,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from dpbench.privacy.accountant import ACCOUNTANTS, DEFAULT_ACCOUNTANT, calibrate_noise, epsilon_of_history
+from dpbench.privacy.checkpoint import CheckpointMismatchError, CheckpointPlan
 from dpbench.privacy.ledger import PrivacyStage
 from dpbench.privacy.randomness import engine_randomness
 from dpbench.seeds import stream_seed
@@ -106,7 +107,7 @@ class PrivateTrainer:
     def __init__(self, model: nn.Module, loss: PerExampleLoss, make_batch: MakeBatch, settings: DPSettings, *,
                  private_x: torch.Tensor, private_y: torch.Tensor, epsilon: float, delta: float,
                  device: torch.device, seed: int, stage: int = 0, prior=(), budget_share: float = 1.0,
-                 rng: str = "seeded") -> None:
+                 rng: str = "seeded", checkpoints: CheckpointPlan | None = None) -> None:
         self.model, self.device = model, device
         self.__settings = settings
         self._make_batch = make_batch
@@ -127,6 +128,7 @@ class PrivateTrainer:
         if not self.trainable:
             raise ValueError("the model has no trainable parameters")
         self.__randomness = engine_randomness(rng, seed, stage, device)  # noise and sampling
+        self.stage, self._checkpoints, self.resumed_from_step = stage, checkpoints, 0
         self.rng = rng
         # the method's own; it decides no privacy-relevant draw, so it stays seeded
         self.batch_generator = torch.Generator(device=device).manual_seed(stream_seed(seed, "dp", stage, "batch"))
@@ -220,17 +222,51 @@ class PrivateTrainer:
         return epsilon_of_history(history, self.delta, self.settings.accountant)
 
     def run(self, optimizer: torch.optim.Optimizer, progress=None, description: str = "DP fine-tune (private)") -> None:
-        """Every remaining planned step, with a progress bar that shows ε spent so far."""
+        """Every remaining planned step, with a progress bar that shows ε spent so far. With a checkpoint plan, the
+        stage resumes from its checkpoint (when the run resumes) and checkpoints every N steps and at its end."""
         total = self.__plan.planned_steps
+        self._restore(optimizer)
         task = progress.task(description, total=total) if progress else None
+        if task and self.__steps_done:
+            task.advance(self.__steps_done)
         report_every = max(1, total // 20)
         while self.__steps_done < total:
             self.step(optimizer)
+            if self._checkpoints and (self.__steps_done % self._checkpoints.every == 0 or self.__steps_done == total):
+                self._checkpoints.save(self.stage, self._state(optimizer))
             if task:
                 report = self.__steps_done % report_every == 0 or self.__steps_done == total
                 task.advance(1, **({"eps": self.epsilon_so_far()} if report else {}))
         if task:
             task.close()
+
+    def _plan_key(self) -> dict:
+        return dataclasses.asdict(self.__plan)
+
+    def _state(self, optimizer: torch.optim.Optimizer) -> dict:
+        return {"plan": self._plan_key(), "steps_done": self.__steps_done, "batch_sizes": list(self.batch_sizes),
+                "nonfinite_examples": self.nonfinite_examples, "rng": self.rng,
+                "params": {n: p.detach().cpu().clone() for n, p in self.trainable.items()},
+                "optimizer": optimizer.state_dict(), "randomness": self.__randomness.state(),
+                "batch_rng": self.batch_generator.get_state(), "torch_rng": torch.get_rng_state()}
+
+    def _restore(self, optimizer: torch.optim.Optimizer) -> None:
+        state = self._checkpoints.load(self.stage, self._plan_key()) if self._checkpoints else None
+        if state is None:
+            return
+        if state["rng"] != self.rng:
+            raise CheckpointMismatchError(f"the checkpoint drew its noise with rng '{state['rng']}', this run asks "
+                                          f"for '{self.rng}'")
+        with torch.no_grad():
+            for name, param in self.trainable.items():
+                param.copy_(state["params"][name].to(param.device))
+        optimizer.load_state_dict(state["optimizer"])
+        self.__randomness.set_state(state["randomness"])
+        self.batch_generator.set_state(state["batch_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.__steps_done = self.resumed_from_step = int(state["steps_done"])
+        self.batch_sizes = list(state["batch_sizes"])
+        self.nonfinite_examples = int(state["nonfinite_examples"])
 
 
 _REMOVED = {"DPConfig": "dpbench.DPSettings with ctx.private_trainer(...)", "DPSGDEngine": "ctx.private_trainer(...)",

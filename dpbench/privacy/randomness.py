@@ -41,6 +41,13 @@ class TorchRandomness:
     def uniform(self, n: int) -> torch.Tensor:
         return torch.rand(n, generator=self._sampling)
 
+    def state(self) -> dict:
+        return {"noise": self._noise.get_state(), "sampling": self._sampling.get_state()}
+
+    def set_state(self, state: dict) -> None:
+        self._noise.set_state(state["noise"])
+        self._sampling.set_state(state["sampling"])
+
 
 def _secure_uniform_open(n: int) -> torch.Tensor:
     """n float64 uniforms in (0, 1] with 53 random bits each, from os.urandom."""
@@ -64,6 +71,12 @@ class SecureRandomness:
 
     def uniform(self, n: int) -> torch.Tensor:
         return (_secure_uniform_open(n) - 0.5 / float(1 << 53)).to(torch.float32)
+
+    def state(self) -> dict:
+        return {}  # os.urandom has no state to keep: a resumed secure run draws fresh noise for the steps left
+
+    def set_state(self, state: dict) -> None:
+        pass
 
 
 def engine_randomness(kind: str, seed: int, stage: int, device: torch.device):

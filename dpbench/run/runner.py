@@ -24,6 +24,7 @@ from dpbench.eval.cost import cost_section, reset_peak_memory
 from dpbench.eval.grid import save_sample_grid
 from dpbench.privacy.accountant import DEFAULT_ACCOUNTANT, validate_ledger
 from dpbench.privacy.books import PrivacyBooks
+from dpbench.privacy.checkpoint import CheckpointMismatchError, CheckpointPlan
 from dpbench.privacy.randomness import RECORD_LABEL, RNG_KINDS
 from dpbench.privacy.ledger import PrivacyLedger
 from dpbench.run.records import SAMPLES_NAME, SCHEMA_VERSION, run_dir, write_record
@@ -57,6 +58,8 @@ class RunRequest:
     rebuild_backbone: bool = False
     allow_large_delta: bool = False  # δ >= 1/n_private is refused unless the user says so; the record marks it
     rng: str = "seeded"  # the DP noise and sampling: "seeded" (a reproducible simulation), "os-seeded", "secure"
+    resume: bool = False  # continue DP training from the run folder's checkpoints
+    checkpoint_every: int = 50  # DP steps between checkpoints
 
 
 @dataclass
@@ -149,6 +152,15 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
     config = run_config(request, resolved, digest)
     config_hash = cache_key(config, length=10)
     directory = run_dir(request.out, pair.name, method.name, request.preset, config_hash, request.epsilon, request.seed)
+    checkpoints = CheckpointPlan(directory, request.checkpoint_every, {"config_hash": config_hash, "data_digest": digest},
+                                 resume=request.resume)
+    if request.resume:
+        try:
+            checkpoints.check_all()
+        except CheckpointMismatchError as exc:
+            raise RunInputError(str(exc)) from None
+    else:
+        checkpoints.clear()  # a killed earlier attempt's state; this run starts over
     origin = registry.origin.get(f"method:{method.name}")
     warnings = list(data.info.get("warnings", []))
     warnings += [f"{count} near-duplicate(s) between {name.replace('~', ' and ')}: private images may have been seen "
@@ -178,7 +190,8 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
         "metrics": {}, "cost": {}, "env": _env(device), "started_at": _now(), "finished_at": None,
     }
     books = PrivacyBooks(data.private_train, epsilon=request.epsilon, delta=request.delta, device=device,
-                         seed=request.seed, rng=request.rng) if method.trains_on_private else None
+                         seed=request.seed, rng=request.rng, checkpoints=checkpoints) \
+        if method.trains_on_private else None
     private = PrivateSplit(n_private, tuple(data.private_train.images.shape[1:]), pair.num_classes) \
         if method.trains_on_private else None
     ctx = MethodContext(pair=pair, public=data.public_train, public_info=dict(data.info), private=private,
@@ -199,6 +212,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
         epsilon = validate_ledger(ledger, epsilon_target=request.epsilon, delta=request.delta, n_private=n_private)
         record["privacy"] = {"epsilon_target": request.epsilon, "epsilon": epsilon, "delta": request.delta,
                              "large_delta": large_delta, "rng": RECORD_LABEL[request.rng],
+                             "resumed_from_steps": [t.resumed_from_step for t in books.trainers] if books else [],
                              "private": ledger.is_private and ledger.steps > 0,
                              "nonfinite_examples": books.nonfinite_examples if books is not None else 0,
                              **{k: v for k, v in ledger.to_dict().items() if k not in ("epsilon_target", "delta")}}
@@ -226,6 +240,8 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
         record["synthetic"] = save_synthetic(directory, samples, labels)
         save_sample_grid(samples, labels, pair.num_classes, directory / SAMPLES_NAME)
     path = write_record(directory, record)
+    if record["status"] == "completed":
+        checkpoints.clear()  # they hold generator state: as secret as the noise, and no longer needed
     return RunOutcome(record=record, record_path=path, ok=record["status"] == "completed")
 
 

@@ -1,0 +1,78 @@
+"""Exact resume: a run SIGKILLed mid-fine-tune and resumed gives the uninterrupted run's result, bit for bit."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dpbench.cli import main
+
+ARGS = ["run", "--method", "dp-loda", "--pair", "digits-mnist", "--eps", "5", "--preset", "smoke", "--set",
+        "steps=30", "--checkpoint-every", "3", "--evaluator", "accuracy", "--json"]
+
+
+def _cli(out, cache, *extra):
+    return [sys.executable, "-c", "from dpbench.cli import main; main()", *ARGS, "--out", str(out),
+            "--cache-dir", str(cache), *extra]
+
+
+def _synthetic(out: Path) -> np.ndarray:
+    (path,) = out.rglob("synthetic.npz")
+    return np.load(path)["images"]
+
+
+def test_a_killed_run_resumes_to_the_same_result(tmp_path, shared_cache):
+    whole = subprocess.run(_cli(tmp_path / "whole", shared_cache), capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    reference = json.loads(whole.stdout)
+
+    started = time.perf_counter()
+    killed = subprocess.Popen(_cli(tmp_path / "killed", shared_cache), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    checkpoint = None
+    while killed.poll() is None and time.perf_counter() - started < 600:
+        found = list((tmp_path / "killed").rglob("dp-stage0.pt"))
+        if found:
+            state = torch.load(found[0], weights_only=True)
+            if state["steps_done"] >= 6:  # well inside the 30 steps
+                checkpoint = state["steps_done"]
+                os.kill(killed.pid, signal.SIGKILL)
+                break
+        time.sleep(0.02)
+    killed.wait(timeout=60)
+    assert killed.returncode == -signal.SIGKILL and checkpoint is not None and checkpoint < 30
+    assert not list((tmp_path / "killed").rglob("record.json"))  # nothing written but the checkpoint
+
+    resumed = subprocess.run(_cli(tmp_path / "killed", shared_cache, "--resume"), capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    record = json.loads(resumed.stdout)
+    assert record["privacy"]["resumed_from_steps"][0] >= checkpoint
+    assert record["privacy"]["epsilon"] == reference["privacy"]["epsilon"]
+    assert record["privacy"]["steps"] == reference["privacy"]["steps"] == 30  # no step taken twice
+    assert np.array_equal(_synthetic(tmp_path / "killed"), _synthetic(tmp_path / "whole"))  # bit for bit
+    assert record["metrics"]["accuracy"]["value"] == reference["metrics"]["accuracy"]["value"]
+    assert not list((tmp_path / "killed").rglob("dp-stage*.pt"))  # deleted once the run completed
+    print(f"\nresume test: killed at step >= {checkpoint} of 30, {time.perf_counter() - started:.0f} s for "
+          "kill + resume")
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path, shared_cache):
+    runner = CliRunner()
+    first = runner.invoke(main, [*ARGS[:-1], "--out", str(tmp_path), "--cache-dir", str(shared_cache)])
+    assert first.exit_code == 0, first.output
+    (record_path,) = tmp_path.rglob("record.json")
+    folder = record_path.parent / "checkpoints"
+    folder.mkdir()
+    torch.save({"format": 1, "identity": {"config_hash": "0000000000", "data_digest": "x"}, "stage": 0},
+               folder / "dp-stage0.pt")
+    again = runner.invoke(main, [*ARGS[:-1], "--out", str(tmp_path), "--cache-dir", str(shared_cache), "--resume"])
+    assert again.exit_code == 2
+    assert "belongs to another run" in again.output
