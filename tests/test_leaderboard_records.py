@@ -66,4 +66,6 @@ def test_a_record_whose_epsilon_does_not_recompute_is_left_out(tmp_path):
     _write(runs, misquoted)
     with pytest.warns(UserWarning, match=r"left out 2 record\(s\)(?=.*exceeds the target)(?=.*recomputes to)"):
         text = build_leaderboard(runs, tmp_path / "board").read_text()
-    assert "dp-loda" in text and "dp-lora" not in text and "dp-ldm" not in text.split("## Published")[0]
+    tables, left_out = text.split("## Left out")
+    assert "dp-loda" in tables and "dp-lora" not in tables and "dp-ldm" not in tables.split("## Published")[0]
+    assert "dp-lora" in left_out and "exceeds the target" in left_out and "recomputes to" in left_out

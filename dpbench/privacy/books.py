@@ -18,8 +18,9 @@ class PrivacyBooks:
     """Keeps the private training split and every engine opened on it, for one run at (ε, δ)."""
 
     def __init__(self, private_train: ImageSet, *, epsilon: float, delta: float, device: torch.device, seed: int,
-                 rng: str = "seeded", checkpoints=None) -> None:
+                 rng: str = "seeded", checkpoints=None, audit=None) -> None:
         self.__private = private_train
+        self.audit = audit  # a privacy.audit.AuditSettings: canaries go into the run's first DP stage
         self.checkpoints = checkpoints  # a privacy.checkpoint.CheckpointPlan, or None
         self.epsilon, self.delta, self.device, self.seed, self.rng = epsilon, delta, device, seed, rng
         self.trainers: list[PrivateTrainer] = []
@@ -52,7 +53,7 @@ class PrivacyBooks:
         trainer = PrivateTrainer(model, loss, make_batch, settings, private_x=private_x,
                                  private_y=self.__private.labels, epsilon=target, delta=self.delta,
                                  device=self.device, seed=self.seed, stage=len(self.trainers), prior=prior, rng=self.rng,
-                                 checkpoints=self.checkpoints,
+                                 checkpoints=self.checkpoints, audit=self.audit if not self.trainers else None,
                                  budget_share=budget_share)
         self.share_used += budget_share
         self.trainers.append(trainer)

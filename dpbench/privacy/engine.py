@@ -22,6 +22,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from dpbench.privacy.accountant import ACCOUNTANTS, DEFAULT_ACCOUNTANT, calibrate_noise, epsilon_of_history
+from dpbench.privacy.audit import AuditSettings, GradientCanaries
 from dpbench.privacy.checkpoint import CheckpointMismatchError, CheckpointPlan
 from dpbench.privacy.ledger import PrivacyStage
 from dpbench.privacy.randomness import engine_randomness
@@ -73,13 +74,18 @@ def zero_nonfinite(per_example: dict[str, torch.Tensor]) -> tuple[dict[str, torc
     return cleaned, bad
 
 
+def clip_factors(norms: torch.Tensor, max_grad_norm: float) -> torch.Tensor:
+    """The factor that scales each example's gradient to norm <= C (1 for a gradient already inside)."""
+    return (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+
+
 def clip_and_sum(per_example: dict[str, torch.Tensor], max_grad_norm: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Zero non-finite examples, clip each example's whole gradient (all parameters together) to norm <= C and
     sum over the batch. Returns the sum and the per-example norms after zeroing."""
     per_example, _ = zero_nonfinite(per_example)
     flat = torch.cat([g.reshape(g.shape[0], -1) for g in per_example.values()], dim=1)
     norms = flat.norm(dim=1)
-    factors = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+    factors = clip_factors(norms, max_grad_norm)
     summed = {name: torch.einsum("b,b...->...", factors, g) for name, g in per_example.items()}
     return summed, norms
 
@@ -107,7 +113,8 @@ class PrivateTrainer:
     def __init__(self, model: nn.Module, loss: PerExampleLoss, make_batch: MakeBatch, settings: DPSettings, *,
                  private_x: torch.Tensor, private_y: torch.Tensor, epsilon: float, delta: float,
                  device: torch.device, seed: int, stage: int = 0, prior=(), budget_share: float = 1.0,
-                 rng: str = "seeded", checkpoints: CheckpointPlan | None = None) -> None:
+                 rng: str = "seeded", checkpoints: CheckpointPlan | None = None,
+                 audit: AuditSettings | None = None) -> None:
         self.model, self.device = model, device
         self.__settings = settings
         self._make_batch = make_batch
@@ -132,6 +139,9 @@ class PrivateTrainer:
         self.rng = rng
         # the method's own; it decides no privacy-relevant draw, so it stays seeded
         self.batch_generator = torch.Generator(device=device).manual_seed(stream_seed(seed, "dp", stage, "batch"))
+        self.canaries = None if audit is None else GradientCanaries(
+            audit, sum(p.numel() for p in self.trainable.values()),
+            torch.Generator().manual_seed(stream_seed(seed, "audit", stage)))
         self.__steps_done = 0
         self.nonfinite_examples = 0  # examples zeroed for a NaN/inf gradient; a count over the whole run
         self.batch_sizes: list[int] = []
@@ -199,13 +209,41 @@ class PrivateTrainer:
                 grads = {n: g.sum(0) for n, g in grads.items()}
             for n in total:
                 total[n] += grads[n]
+        if self.canaries is not None:
+            data_sum = torch.cat([g.reshape(-1) for g in total.values()])[self.canaries.coordinates]
+            total = self._add_canaries(total)
         if self.private:
             total = add_gaussian_noise(total, self.__plan.noise_multiplier, self.__plan.max_grad_norm,
                                        self.__randomness)
+        if self.canaries is not None:
+            # The auditor reads each canary's coordinate of the released sum, less the real examples' part: DP's
+            # adversary may know every other record, so removing their (known) contribution is a fair attack,
+            # and it leaves exactly the canary's clipped gradient plus the noise.
+            released = torch.cat([g.reshape(-1) for g in total.values()])[self.canaries.coordinates]
+            self.canaries.scores += (released - data_sum).double().cpu()
+        if self.private:
             denominator = self.__plan.sample_rate * self.n_private
         else:
             denominator = max(len(indices), 1)
         return {n: g / denominator for n, g in total.items()}
+
+    def _add_canaries(self, total: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The audit's Dirac canaries: each member is Poisson-sampled like a private example and adds its clipped
+        gradient (norm `scale` * C before clipping) on its own coordinate."""
+        canaries = self.canaries
+        sampled = (self.__randomness.uniform(len(canaries.member)) < self.__plan.sample_rate) & canaries.member
+        if not sampled.any():
+            return total
+        clip = self.__plan.max_grad_norm or 1.0
+        norms = torch.full((int(sampled.sum()),), canaries.settings.scale * clip)
+        values = norms * (clip_factors(norms, clip) if self.private else 1.0)
+        flat = torch.cat([g.reshape(-1) for g in total.values()])
+        flat = flat.index_add(0, canaries.coordinates[sampled].to(flat.device), values.to(flat.device, flat.dtype))
+        out, offset = {}, 0
+        for name, g in total.items():
+            out[name] = flat[offset:offset + g.numel()].view_as(g)
+            offset += g.numel()
+        return out
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
         gradient = self._privatised_gradient()
@@ -248,7 +286,8 @@ class PrivateTrainer:
                 "nonfinite_examples": self.nonfinite_examples, "rng": self.rng,
                 "params": {n: p.detach().cpu().clone() for n, p in self.trainable.items()},
                 "optimizer": optimizer.state_dict(), "randomness": self.__randomness.state(),
-                "batch_rng": self.batch_generator.get_state(), "torch_rng": torch.get_rng_state()}
+                "batch_rng": self.batch_generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "canary_scores": self.canaries.scores.clone() if self.canaries is not None else None}
 
     def _restore(self, optimizer: torch.optim.Optimizer) -> None:
         state = self._checkpoints.load(self.stage, self._plan_key()) if self._checkpoints else None
@@ -267,6 +306,8 @@ class PrivateTrainer:
         self.__steps_done = self.resumed_from_step = int(state["steps_done"])
         self.batch_sizes = list(state["batch_sizes"])
         self.nonfinite_examples = int(state["nonfinite_examples"])
+        if self.canaries is not None:
+            self.canaries.scores = state["canary_scores"].clone()
 
 
 _REMOVED = {"DPConfig": "dpbench.DPSettings with ctx.private_trainer(...)", "DPSGDEngine": "ctx.private_trainer(...)",

@@ -26,8 +26,8 @@ def privacy_problem(record: dict) -> str | None:
     return None
 
 
-def trusted(records: list[dict]) -> list[dict]:
-    """The records whose privacy claim holds; the others are left out with a warning naming each."""
+def partition(records: list[dict]) -> tuple[list[dict], list[str]]:
+    """(records whose privacy claim holds, "<record> (<reason>)" for each of the others)."""
     kept, refused = [], []
     for record in records:
         problem = privacy_problem(record) if record.get("status") == "completed" else None
@@ -35,6 +35,12 @@ def trusted(records: list[dict]) -> list[dict]:
             kept.append(record)
         else:
             refused.append(f"{record.get('_path', record.get('method', {}).get('name'))} ({problem})")
+    return kept, refused
+
+
+def trusted(records: list[dict]) -> list[dict]:
+    """The records whose privacy claim holds; the others are left out with a warning naming each."""
+    kept, refused = partition(records)
     if refused:
         warnings.warn(f"left out {len(refused)} record(s) whose ε does not recompute: {'; '.join(refused)}",
                       stacklevel=2)

@@ -23,6 +23,7 @@ from dpbench.data.types import PairData
 from dpbench.eval.cost import cost_section, reset_peak_memory
 from dpbench.eval.grid import save_sample_grid
 from dpbench.privacy.accountant import DEFAULT_ACCOUNTANT, validate_ledger
+from dpbench.privacy.audit import AuditSettings
 from dpbench.privacy.books import PrivacyBooks
 from dpbench.privacy.checkpoint import CheckpointMismatchError, CheckpointPlan
 from dpbench.privacy.randomness import RECORD_LABEL, RNG_KINDS
@@ -60,6 +61,7 @@ class RunRequest:
     rng: str = "seeded"  # the DP noise and sampling: "seeded" (a reproducible simulation), "os-seeded", "secure"
     resume: bool = False  # continue DP training from the run folder's checkpoints
     checkpoint_every: int = 50  # DP steps between checkpoints
+    audit: AuditSettings | None = None  # an audit run: canaries in the first DP stage, no sampling or evaluation
 
 
 @dataclass
@@ -131,6 +133,7 @@ def run_config(request: RunRequest, resolved: Resolved, digest: str) -> dict:
         "pair": resolved.pair.name, "data_digest": digest, "delta": request.delta,
         "evaluators": {e.name: e.settings(request.preset) for e in resolved.evaluators},
         **({"rng": request.rng} if request.rng != "seeded" else {}),  # seeded runs keep their earlier hashes
+        **({"audit": request.audit.to_dict()} if request.audit is not None else {}),
     }
 
 
@@ -141,6 +144,9 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
         raise RunInputError(f"rng must be one of {', '.join(RNG_KINDS)}, got '{request.rng}'")
     resolved = resolve(registry, request)
     method, pair, settings = resolved.method, resolved.pair, resolved.settings
+    if request.audit is not None and not (method.trains_on_private and 0 < request.epsilon < math.inf):
+        raise RunInputError(f"an audit needs a method that trains on private data at a finite ε > 0; got "
+                            f"'{method.name}' at ε = {request.epsilon:g}")
     device = resolve_device(request.device)
     if data is None:
         data = pair.load(request.data_root)  # DataMissingError propagates: nothing written yet
@@ -176,7 +182,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
         warnings.append(f"delta={request.delta:g} >= 1/n_private={1 / n_private:.3g}: allowed by --allow-large-delta; "
                         "this run's guarantee permits releasing a whole record")
     record = {
-        "schema_version": SCHEMA_VERSION, "status": "running",
+        "schema_version": SCHEMA_VERSION, "status": "running", "kind": "audit" if request.audit else "run",
         "method": {"name": method.name, "produces": method.produces, "reference": method.reference,
                    "settings": as_dict(settings), "overrides": dict(request.overrides),
                    "plugin": {"name": origin.name if origin else None, "distribution": origin.distribution if origin else None,
@@ -190,7 +196,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
         "metrics": {}, "cost": {}, "env": _env(device), "started_at": _now(), "finished_at": None,
     }
     books = PrivacyBooks(data.private_train, epsilon=request.epsilon, delta=request.delta, device=device,
-                         seed=request.seed, rng=request.rng, checkpoints=checkpoints) \
+                         seed=request.seed, rng=request.rng, checkpoints=checkpoints, audit=request.audit) \
         if method.trains_on_private else None
     private = PrivateSplit(n_private, tuple(data.private_train.images.shape[1:]), pair.num_classes) \
         if method.trains_on_private else None
@@ -216,7 +222,9 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
                              "private": ledger.is_private and ledger.steps > 0,
                              "nonfinite_examples": books.nonfinite_examples if books is not None else 0,
                              **{k: v for k, v in ledger.to_dict().items() if k not in ("epsilon_target", "delta")}}
-        if method.produces == "generator":
+        if request.audit is not None:  # the audit's model is its own: no samples, no evaluation
+            record["audit"] = books.trainers[0].canaries.result(request.epsilon, request.delta)
+        elif method.produces == "generator":
             labels = torch.arange(pair.num_classes).repeat_interleave(_samples_per_class(settings))
             with ctx.stage("sample"):
                 samples = result.artifact.sample(labels, seed=stream_seed(request.seed, "images"),
@@ -227,7 +235,8 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
                                sample_labels=labels, seed=stream_seed(request.seed, "evaluation"), device=device,
                                preset=request.preset,
                                progress=progress, cache_dir=Path(request.cache_dir), private_train=data.private_train)
-        record["metrics"].update(evaluate_all(resolved.evaluators, eval_ctx, ctx.stage_seconds))
+        if request.audit is None:
+            record["metrics"].update(evaluate_all(resolved.evaluators, eval_ctx, ctx.stage_seconds))
         record["cost"] = cost_section(ctx.stage_seconds, device, result.trainable_parameters, result.total_parameters)
         record["method"]["notes"] = result.notes
         record["status"] = "completed"
