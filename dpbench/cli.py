@@ -62,7 +62,7 @@ def main() -> None:
 @click.option("--pair", required=True, help="Public->private dataset pair (see `dpbench list pairs`).")
 @click.option("--eps", "epsilon", required=True, type=float, help="Target epsilon (> 0); 'inf' for a non-private run; 0 for public-only.")
 @click.option("--delta", default=1e-5, show_default=True, type=float, help="Target delta, used exactly as given.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--preset", default="default", show_default=True, type=click.Choice(["default", "smoke", "paper"]))
 @click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
@@ -502,7 +502,7 @@ def evaluate(run_dir, evaluators, data_root, device, cache_dir, as_json):
               help="Target epsilon of the trials (repeatable).")
 @click.option("--delta", default=1e-5, show_default=True, type=float, help="Target delta, used exactly as given.")
 @click.option("--preset", default="default", show_default=True, type=click.Choice(["default", "smoke", "paper"]))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--out", default="runs/tune", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the trials' records and the tune-<pair>-<preset>-eps<E>.json summaries.")
 @click.option("--data-root", default=None, envvar=DATA_ROOT_ENV, show_envvar=True, help="Folder with the real datasets' files.")

@@ -35,3 +35,35 @@ def plugin_path(tmp_path, monkeypatch):
     yield root
     for name in [m for m in sys.modules if m.startswith("thirdparty_")]:
         del sys.modules[name]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "hostile: hostile-input tests (tests/test_hostile_input.py)")
+    config.addinivalue_line("markers", "hostile_case(text): what a hostile-input test feeds in, in plain words")
+
+
+_HOSTILE_OUTCOMES: dict[str, list[str]] = {}
+
+
+def pytest_runtest_logreport(report):
+    if report.when != "call" and not (report.when == "setup" and report.failed):
+        return
+    text = report.user_properties and dict(report.user_properties).get("hostile_case")
+    if text:
+        _HOSTILE_OUTCOMES.setdefault(text, []).append(report.outcome)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("hostile_case")
+    if marker:
+        item.user_properties.append(("hostile_case", marker.args[0]))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _HOSTILE_OUTCOMES:
+        return
+    terminalreporter.section("hostile input: what was fed in, and whether dpbench refused it cleanly")
+    for text, outcomes in _HOSTILE_OUTCOMES.items():
+        verdict = "PASS" if all(o == "passed" for o in outcomes) else "FAIL"
+        terminalreporter.write_line(f"{verdict}  {text} ({len(outcomes)} case(s))")

@@ -133,6 +133,7 @@ def test_celeba_other_attribute_and_bad_attribute(root):
         rp.imagenet_celeba_pair(32, attribute="Bearded").load(str(root))
 
 
+@pytest.mark.hostile_case("a truncated MNIST idx file and a broken gzip name the file")
 def test_truncated_idx_and_gzip_name_the_file(tmp_path):
     raw = tmp_path / "plain"
     write_mnist(raw, gz=False)
@@ -148,6 +149,7 @@ def test_truncated_idx_and_gzip_name_the_file(tmp_path):
         mnist_idx.load_mnist(raw, "test")
 
 
+@pytest.mark.hostile_case("a malformed SVHN .mat file names the file")
 def test_malformed_mat_names_the_file(tmp_path):
     write_svhn(tmp_path)
     path = tmp_path / "train_32x32.mat"
@@ -163,6 +165,7 @@ def test_malformed_mat_names_the_file(tmp_path):
         svhn_mat.load_svhn(tmp_path)
 
 
+@pytest.mark.hostile_case("corrupt files are reported by `dpbench data check`")
 def test_corrupt_files_reported_by_check_files(tmp_path):
     write_all(tmp_path)
     batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
@@ -220,6 +223,7 @@ def test_imagenet32_npz_memory_maps_stored_members(tmp_path, compressed):
     assert len(subset) == 100 and any("ImageNet32 train: 400 images" in w for w in warnings)
 
 
+@pytest.mark.hostile_case("ImageNet32 npz labels off by one are refused")
 def test_imagenet32_zero_based_labels_are_rejected(tmp_path):
     path = tmp_path / "Imagenet32_val_npz" / "val_data.npz"
     path.parent.mkdir()
@@ -249,6 +253,7 @@ def test_table_i_devkit_ids():
     assert [c.wnid for c in sorted(TABLE_I, key=lambda c: c.sorted_index)] == sorted(c.wnid for c in TABLE_I)
 
 
+@pytest.mark.hostile_case("a corrupt CelebA JPEG names the file")
 def test_corrupt_celeba_jpg_names_the_file(tmp_path):
     write_celeba(tmp_path)
     (tmp_path / "img_align_celeba" / "000002.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
@@ -268,6 +273,7 @@ def test_gzip_and_plain_idx_read_the_same(tmp_path):
     assert gzip.decompress((tmp_path / "a/t10k-labels-idx1-ubyte.gz").read_bytes()) == (tmp_path / "b/t10k-labels-idx1-ubyte").read_bytes()
 
 
+@pytest.mark.hostile_case("a CIFAR pickle carrying code is refused (numpy arrays only)")
 def test_cifar_pickles_load_numpy_arrays_only(tmp_path):
     from dpbench.data.readers import cifar_pickle
     from tests.fixtures_real import write_cifar10

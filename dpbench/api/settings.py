@@ -130,6 +130,8 @@ def check(settings: Any) -> None:
             raise _error(type(settings), key, f"expected {type_name(tp)}, got {value!r}")
         if value is None:
             continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _error(type(settings), key, f"must be finite, got {value!r}")
         meta = f.metadata
         if meta.get("choices") is not None and value not in meta["choices"]:
             raise _error(type(settings), key, f"expected one of {list(meta['choices'])}, got {value!r}")

@@ -68,3 +68,30 @@ class FileStatus:
 
 class DataMissingError(Exception):
     """A pair's files are missing or unusable; the message names each expected path."""
+
+
+class BadPairDataError(ValueError):
+    """A pair's loader returned data that does not match what the pair declares."""
+
+
+def check_pair_data(spec: "PairSpec", data: object) -> "PairData":
+    """Refuse, naming the pair and the split, data a pair's loader returned that is not what it declares:
+    not a PairData, images that are not uint8 (N, channels, image_size, image_size), labels outside
+    [0, num_classes), or an empty split."""
+    if not isinstance(data, PairData):
+        raise BadPairDataError(f"pair '{spec.name}': load() returned {type(data).__name__}, not a PairData")
+    shape = (spec.channels, spec.image_size, spec.image_size)
+    for split in ("public_train", "private_train", "private_test"):
+        images = getattr(data, split)
+        if not isinstance(images, ImageSet):
+            raise BadPairDataError(f"pair '{spec.name}': {split} is {type(images).__name__}, not an ImageSet")
+        if tuple(images.images.shape[1:]) != shape:
+            raise BadPairDataError(f"pair '{spec.name}': {split} images are {tuple(images.images.shape[1:])}, the "
+                                   f"pair declares {shape}")
+        if len(images) == 0:
+            raise BadPairDataError(f"pair '{spec.name}': {split} is empty")
+        low, high = int(images.labels.min()), int(images.labels.max())
+        if low < 0 or high >= spec.num_classes:
+            raise BadPairDataError(f"pair '{spec.name}': {split} labels span [{low}, {high}], the pair declares "
+                                   f"{spec.num_classes} classes")
+    return data

@@ -19,7 +19,7 @@ from dpbench.api.registry import API_VERSION, Registry
 from dpbench.api.settings import SettingError, apply_overrides, as_dict, check
 from dpbench.api.types import PRESETS, Classifier, Generator, Method, MethodResult
 from dpbench.data.overlap import cached_overlap, overlap_summary
-from dpbench.data.types import PairData
+from dpbench.data.types import BadPairDataError, DataMissingError, PairData, check_pair_data
 from dpbench.eval.cost import cost_section, reset_peak_memory
 from dpbench.eval.grid import save_sample_grid
 from dpbench.privacy.accountant import DEFAULT_ACCOUNTANT, validate_ledger
@@ -149,7 +149,16 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
                             f"'{method.name}' at ε = {request.epsilon:g}")
     device = resolve_device(request.device)
     if data is None:
-        data = pair.load(request.data_root)  # DataMissingError propagates: nothing written yet
+        try:
+            data = pair.load(request.data_root)  # DataMissingError propagates: nothing written yet
+        except (DataMissingError, RunInputError):
+            raise
+        except Exception as exc:  # a loader that breaks on its own data: name the pair, write nothing
+            raise RunInputError(f"pair '{pair.name}' could not load its data: {type(exc).__name__}: {exc}") from exc
+    try:
+        check_pair_data(pair, data)
+    except BadPairDataError as exc:
+        raise RunInputError(str(exc)) from None
     digest = data_digest(data)
     overlap = overlap_summary(cached_overlap(pair.name, {"public": data.public_train.images,
                                                          "private_train": data.private_train.images,
