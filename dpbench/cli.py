@@ -87,7 +87,7 @@ def main() -> None:
 def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, overrides, data_root, download, cache_dir,
         rebuild_backbone, allow_large_delta, rng, secure_rng, resume, checkpoint_every, as_json):
     """Fine-tune METHOD on PAIR under (EPS, DELTA)-DP, evaluate it, and write its record."""
-    from dpbench.run.progress import RichProgress
+    from dpbench.run.progress import make_progress
     from dpbench.run.runner import RunInputError, RunRequest, execute
 
     request = RunRequest(method=method, pair=pair, epsilon=epsilon, delta=delta, seed=seed, preset=preset, out=out,
@@ -100,7 +100,7 @@ def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, ove
     try:
         if download:
             _download(registry.pair(pair), data_root)
-        with RichProgress() as progress:
+        with make_progress() as progress:
             outcome = execute(registry, request, progress)
     except (UnknownNameError, RunInputError) as exc:
         raise click.UsageError(str(exc)) from None
@@ -150,7 +150,7 @@ def audit(method, pair, epsilon, delta, seed, preset, overrides, canaries, guess
     it, and writes a record of kind `audit`; a bound above the claimed ε means the training leaks more than it
     claims. Exit 0 when the bound is at most the claim, 1 when it exceeds it (or the run failed), 2 on bad input."""
     from dpbench.privacy.audit import AuditSettings
-    from dpbench.run.progress import RichProgress
+    from dpbench.run.progress import make_progress
     from dpbench.run.runner import RunInputError, RunRequest, execute
 
     if not math.isfinite(epsilon):
@@ -165,7 +165,7 @@ def audit(method, pair, epsilon, delta, seed, preset, overrides, canaries, guess
     registry = load_registry()
     _report_broken_plugins(registry)
     try:
-        with RichProgress() as progress:
+        with make_progress() as progress:
             outcome = execute(registry, request, progress)
     except (UnknownNameError, RunInputError) as exc:
         raise click.UsageError(str(exc)) from None
@@ -432,12 +432,12 @@ def pretrain(pair, backbone, preset, output, data_root, device, cache_dir, as_js
       dpbench pretrain --pair digits-mnist --preset smoke --output /tmp/weights --json
     """
     from dpbench.run.export import export_backbone
-    from dpbench.run.progress import RichProgress
+    from dpbench.run.progress import make_progress
 
     registry = load_registry()
     _report_broken_plugins(registry)
     try:
-        with RichProgress() as progress:
+        with make_progress() as progress:
             summary = export_backbone(registry, pair=pair, backbone=backbone, preset=preset, output=output,
                                       cache_dir=cache_dir, device=device, data_root=data_root, progress=progress)
     except UnknownNameError as exc:
@@ -473,14 +473,14 @@ def evaluate(run_dir, evaluators, data_root, device, cache_dir, as_json):
       dpbench evaluate runs/digits-mnist/dp-loda/default-1a2b3c4d5e/eps10/seed0
       dpbench evaluate RUN_DIR --evaluator fid --json
     """
-    from dpbench.run.progress import RichProgress
+    from dpbench.run.progress import make_progress
     from dpbench.run.rescore import rescore
     from dpbench.run.runner import RunInputError
 
     registry = load_registry()
     _report_broken_plugins(registry)
     try:
-        with RichProgress() as progress:
+        with make_progress() as progress:
             record = rescore(registry, run_dir, progress, evaluators=list(evaluators) or None, data_root=data_root,
                              device=device, cache_dir=cache_dir)
     except (UnknownNameError, RunInputError) as exc:
@@ -524,7 +524,7 @@ def tune(pair, methods, epsilons, delta, preset, seed, out, data_root, device, c
       dpbench tune --pair digits-mnist --method dp-loda --eps 1 --eps 10 --json
       dpbench tune --pair digits-mnist --preset smoke --out /tmp/tune
     """
-    from dpbench.run.progress import RichProgress
+    from dpbench.run.progress import make_progress
     from dpbench.run.runner import RunInputError, validate_budget
     from dpbench.tune.protocol import tune_method
     from dpbench.tune.proxy import ProxySplit
@@ -547,7 +547,7 @@ def tune(pair, methods, epsilons, delta, preset, seed, out, data_root, device, c
         results = []
         for name in names:
             try:
-                with RichProgress() as progress:
+                with make_progress() as progress:
                     result = tune_method(registry, method=name, pair=pair, epsilon=epsilon, delta=delta, out=out,
                                          cache_dir=cache_dir, device=device, data_root=data_root,
                                          progress=progress, preset=preset, seed=seed, split=split)
