@@ -4,6 +4,7 @@ import torch
 from dpbench.api.registry import load_registry
 from dpbench.data.types import ImageSet
 from dpbench.eval.downstream import public_only_accuracy, real_data_accuracy
+from dpbench.storage import tensor_digest
 
 
 def _set(seed, n=20):
@@ -36,3 +37,27 @@ def test_cache_entries_are_private_to_the_user(tmp_path):
         assert stat.S_IMODE((tmp_path / folder).stat().st_mode) == 0o700
         for entry in (tmp_path / folder).iterdir():
             assert stat.S_IMODE(entry.stat().st_mode) == 0o600, entry
+
+
+def test_a_pretrain_entry_whose_recorded_key_differs_is_rebuilt_not_reused(tmp_path, monkeypatch):
+    from dpbench.models.unet import UNetConfig
+    from dpbench.pretrain import unet as pretrain_unet
+    from dpbench.pretrain.unet import PretrainConfig, pretrain_cache_path, pretrained_unet
+
+    public = _set(0, n=16)
+    config = UNetConfig.for_images(28, 1, 10, base_channels=8)
+    train = PretrainConfig(steps=2, batch_size=8)
+    calls = []
+    real_train = pretrain_unet._train
+    monkeypatch.setattr(pretrain_unet, "_train", lambda *a, **k: calls.append(1) or real_train(*a, **k))
+    common = dict(pair_name="fixture", seed=0, cache_dir=tmp_path, device="cpu")
+    pretrained_unet(public, config, train, **common)
+    pretrained_unet(public, config, train, **common)
+    assert len(calls) == 1  # the second call reused the entry
+    path = pretrain_cache_path("fixture", config, train, 0, tmp_path, public_digest=tensor_digest(public.images,
+                                                                                                  public.labels))
+    entry = torch.load(path, weights_only=True)
+    entry["meta"]["key"]["public_digest"] = "someone-else's-data"
+    torch.save(entry, path)
+    pretrained_unet(public, config, train, **common)
+    assert len(calls) == 2  # the tampered entry was rebuilt

@@ -224,9 +224,10 @@ def test_leaderboard_mean_std_over_seeds_with_reference_rows(tmp_path):
     default_hash = records[0]["config_hash"]
     assert set(by_config) == {("default", "preset defaults"), ("smoke", "preset defaults"), ("default", "rank=8")}
     default_row = by_config[("default", "preset defaults")]
-    assert default_row[3] == "2" and default_row[4] == "60 ± 14.14" and f"({default_hash[:6]})" in default_row[2]
-    assert by_config[("smoke", "preset defaults")][3] == "1" and by_config[("smoke", "preset defaults")][4] == "200"
-    assert by_config[("default", "rank=8")][4] == "40"
+    assert default_row[3] == "2" and default_row[4] == "seeded"  # the noise column: these are simulations of DP
+    assert default_row[5] == "60 ± 14.14" and f"({default_hash[:6]})" in default_row[2]
+    assert by_config[("smoke", "preset defaults")][3] == "1" and by_config[("smoke", "preset defaults")][5] == "200"
+    assert by_config[("default", "rank=8")][5] == "40"
     assert len({records[0]["config_hash"], records[6]["config_hash"], records[7]["config_hash"]}) == 3
 
     link = f"samples/digits-mnist/dp-loda-default-{default_hash[:6]}-eps10.png"

@@ -38,17 +38,21 @@ def public_autoencoder(public: ImageSet, config: AutoencoderConfig, training: Au
     state = shipped[0].load(*shipped[1:]) if shipped is not None else None
     if state is not None:
         model.load_state_dict(state)
-    elif path.exists():
+    elif path.exists() and _entry_matches(path, key):
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
-    else:
+    else:  # no entry, or one whose recorded key differs (another public set, a tampered or older file): rebuild
         started = time.perf_counter()
         _train(model, public, training, seed, device, progress)
         atomic_torch_save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                           "meta": {"pair": pair_name, "config": asdict(config), "train": asdict(training),
+                           "meta": {"key": key, "pair": pair_name, "config": asdict(config), "train": asdict(training),
                                     "seed": seed, "n_public": len(public),
                                     "train_seconds": time.perf_counter() - started}}, path)
     model.eval()
     return LatentCodec(model, device, cache_key=f"{config.key()}-{key}")
+
+
+def _entry_matches(path, key: str) -> bool:
+    return torch.load(path, map_location="cpu", weights_only=True).get("meta", {}).get("key") == key
 
 
 def autoencoder_meta(public: ImageSet, config: AutoencoderConfig, training: AutoencoderTraining, *, pair_name: str,

@@ -19,7 +19,7 @@ from dpbench.models.diffusion import P_UNCOND, DiffusionSchedule, diffusion_loss
 from dpbench.models.unet import ClassConditionalUNet, UNetConfig
 from dpbench.pretrain.augment import Augmentation, augment
 from dpbench.pretrain.shipped import ShippedStore
-from dpbench.storage import atomic_torch_save, cache_key, tensor_digest
+from dpbench.storage import atomic_torch_save, cache_key, canonical_json, tensor_digest
 
 CACHE_FORMAT = 1  # bump when the training code changes what a cached entry means
 
@@ -62,15 +62,24 @@ class PublicStream:
                 "unconditional_fraction": self.unconditional_fraction}
 
 
-def pretrain_cache_path(pair_name: str, config: UNetConfig, train: PretrainConfig, seed: int, cache_dir: Path,
-                        encoder_key: str | None = None, stream: PublicStream | None = None,
-                        public_digest: str | None = None) -> Path:
+def pretrain_cache_fields(pair_name: str, config: UNetConfig, train: PretrainConfig, seed: int,
+                          encoder_key: str | None = None, stream: PublicStream | None = None,
+                          public_digest: str | None = None) -> dict:
+    """Everything a cached backbone depends on, the public data's digest included; stored in the entry and
+    compared on load."""
     fields = {"format": CACHE_FORMAT, "pair": pair_name, "unet": config.key(), "train": train.to_dict(), "seed": seed,
               "public_digest": public_digest}
     if encoder_key is not None:  # a latent U-Net belongs to the autoencoder whose latents it learnt
         fields["encoder"] = encoder_key
     if stream is not None:
         fields["phases"] = stream.key()
+    return fields
+
+
+def pretrain_cache_path(pair_name: str, config: UNetConfig, train: PretrainConfig, seed: int, cache_dir: Path,
+                        encoder_key: str | None = None, stream: PublicStream | None = None,
+                        public_digest: str | None = None) -> Path:
+    fields = pretrain_cache_fields(pair_name, config, train, seed, encoder_key, stream, public_digest)
     digest = cache_key(fields, length=20)
     safe_pair = "".join(c if c.isalnum() or c in "-_" else "_" for c in pair_name)
     return Path(cache_dir) / "pretrain" / f"{safe_pair}-{digest}.pt"
@@ -100,8 +109,10 @@ def pretrained_unet(
         raise TypeError("pretrained_unet takes the public ImageSet only")
     device = torch.device(device)
     encoder_key = getattr(encoder, "cache_key", None) if encoder is not None else None
+    public_digest = tensor_digest(public.images, public.labels)
     path = pretrain_cache_path(pair_name, config, train, seed, cache_dir, encoder_key, stream,
-                               public_digest=tensor_digest(public.images, public.labels))
+                               public_digest=public_digest)
+    fields = pretrain_cache_fields(pair_name, config, train, seed, encoder_key, stream, public_digest)
     model = _init_model(config, seed)
     if shipped is not None:
         store, name, recipe, hint = shipped
@@ -111,8 +122,10 @@ def pretrained_unet(
             return model.to(device).eval()
     if path.exists():
         entry = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(entry["state_dict"])
-        return model.to(device).eval()
+        if canonical_json(entry.get("meta", {}).get("key")) == canonical_json(fields):
+            model.load_state_dict(entry["state_dict"])
+            return model.to(device).eval()
+        # an entry whose recorded key differs (another public set, a tampered or older file): rebuild, never reuse
     encode = (lambda images: encoder.encode(images).cpu()) if encoder is not None else to_model_range
     gen = torch.Generator().manual_seed(seed)
     phases = []
@@ -133,7 +146,7 @@ def pretrained_unet(
     train_seconds = time.perf_counter() - started
     model.load_state_dict(state)
     atomic_torch_save(
-        {"state_dict": state, "meta": {"pair": pair_name, "unet": config.to_dict(), "train": train.to_dict(),
+        {"state_dict": state, "meta": {"key": fields, "pair": pair_name, "unet": config.to_dict(), "train": train.to_dict(),
                                        "seed": seed, "format": CACHE_FORMAT, "n_public": len(public),
                                        "train_seconds": train_seconds}},
         path,
@@ -144,8 +157,10 @@ def pretrained_unet(
 def cached_meta(public: ImageSet, config: UNetConfig, train: PretrainConfig, *, pair_name: str, seed: int,
                 cache_dir: Path, encoder_key: str | None = None, stream: PublicStream | None = None) -> dict:
     """The metadata of the cache entry `pretrained_unet` would use ({} when there is none)."""
+    public_digest = tensor_digest(public.images, public.labels)
     path = pretrain_cache_path(pair_name, config, train, seed, cache_dir, encoder_key, stream,
-                               public_digest=tensor_digest(public.images, public.labels))
+                               public_digest=public_digest)
+    fields = pretrain_cache_fields(pair_name, config, train, seed, encoder_key, stream, public_digest)
     if not path.exists():
         return {}
     return torch.load(path, map_location="cpu", weights_only=True).get("meta", {})
