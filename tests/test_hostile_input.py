@@ -165,3 +165,50 @@ def test_an_edited_record_is_left_out(tmp_path):
     tables, left_out = text.split("## Left out")
     assert "dp-lora" not in tables and "dp-lora" in left_out and "recomputes to" in left_out
     assert math.isfinite(0.5)
+
+
+def _fixture_files(root):
+    """One file of each real-data format, written by the test fixtures, and how each is read."""
+    from dpbench.data.readers import cifar_pickle, imagenet32_npz, mnist_idx, svhn_mat
+    from tests.fixtures_real import write_cifar10, write_imagenet32, write_mnist, write_svhn
+
+    write_mnist(root / "mnist", gz=False)
+    write_mnist(root / "mnist-gz")
+    write_svhn(root / "svhn")
+    write_cifar10(root / "cifar")
+    write_imagenet32(root / "in32", compressed=False)
+    write_imagenet32(root / "in32z", compressed=True)
+    return {
+        "MNIST idx": (root / "mnist" / "train-images-idx3-ubyte", lambda: mnist_idx.load_mnist(root / "mnist", "train")),
+        "MNIST idx.gz": (root / "mnist-gz" / "train-labels-idx1-ubyte.gz",
+                         lambda: mnist_idx.load_mnist(root / "mnist-gz", "train")),
+        "SVHN .mat": (root / "svhn" / "train_32x32.mat", lambda: svhn_mat.load_svhn(root / "svhn")),
+        "CIFAR-10 pickle": (root / "cifar" / "data_batch_1", lambda: cifar_pickle.read_batch(root / "cifar" / "data_batch_1")),
+        "ImageNet32 npz": (root / "in32" / "Imagenet32_val_npz" / "val_data.npz",
+                           lambda: imagenet32_npz.read_batch(root / "in32" / "Imagenet32_val_npz" / "val_data.npz")),
+        "ImageNet32 npz (deflated)": (root / "in32z" / "Imagenet32_val_npz" / "val_data.npz",
+                                      lambda: imagenet32_npz.read_batch(root / "in32z" / "Imagenet32_val_npz" / "val_data.npz")),
+    }
+
+
+@pytest.mark.hostile_case("every real-data format, truncated at a random byte or with random bytes flipped, "
+                          "raises an error naming the file (never another exception)")
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fmt=st.sampled_from(["MNIST idx", "MNIST idx.gz", "SVHN .mat", "CIFAR-10 pickle", "ImageNet32 npz",
+                            "ImageNet32 npz (deflated)"]),
+       cut=st.floats(0.0, 0.98), flip=st.booleans(), seed=st.integers(0, 2**16))
+def test_corrupted_dataset_files_name_the_file(tmp_path_factory, fmt, cut, flip, seed):
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("formats")
+    path, read = _fixture_files(root)[fmt]
+    data = bytearray(path.read_bytes())
+    if flip:  # overwrite the first 32 bytes (headers, magic numbers) with random ones
+        data[:32] = np.random.default_rng(seed).integers(0, 256, 32, dtype=np.uint8).tobytes()
+    else:
+        data = data[: int(len(data) * cut)]
+    path.write_bytes(bytes(data))
+    try:
+        read()
+    except ValueError as exc:  # CorruptFileError is a ValueError; a gzip error is re-raised as one too
+        assert path.name in str(exc), (fmt, str(exc))
