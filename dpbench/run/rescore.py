@@ -10,6 +10,7 @@ from dpbench.api.registry import Registry
 from dpbench.run.records import RECORD_NAME, SCHEMA_VERSION, write_record
 from dpbench.run.runner import RunInputError, _env, _now, data_digest, evaluate_all, resolve_device
 from dpbench.run.synthetic import load_synthetic
+from dpbench.seeds import stream_seed
 
 
 def rescore(registry: Registry, run_dir: Path, progress, *, evaluators: list[str] | None = None,
@@ -38,7 +39,7 @@ def rescore(registry: Registry, run_dir: Path, progress, *, evaluators: list[str
                             f"(digest {record['pair']['data_digest']}); re-scoring it would compare other data")
     torch_device = resolve_device(device)
     ctx = EvalContext(pair=pair, public_train=data.public_train, private_test=data.private_test, artifact=None,
-                      produces="generator", samples=samples, sample_labels=labels, seed=record["seed"],
+                      produces="generator", samples=samples, sample_labels=labels, seed=stream_seed(record["seed"], "evaluation"),
                       device=torch_device, preset=record["preset"], progress=progress, cache_dir=Path(cache_dir),
                       private_train=data.private_train)
     seconds: dict[str, float] = {}
