@@ -76,8 +76,8 @@ class BadPairDataError(ValueError):
 
 def check_pair_data(spec: "PairSpec", data: object) -> "PairData":
     """Refuse, naming the pair and the split, data a pair's loader returned that is not what it declares:
-    not a PairData, images that are not uint8 (N, channels, image_size, image_size), labels outside
-    [0, num_classes), or an empty split."""
+    not a PairData, images that are not uint8 (N, channels, image_size, image_size), private labels outside
+    [0, num_classes) (negative public labels), or an empty split."""
     if not isinstance(data, PairData):
         raise BadPairDataError(f"pair '{spec.name}': load() returned {type(data).__name__}, not a PairData")
     shape = (spec.channels, spec.image_size, spec.image_size)
@@ -91,7 +91,8 @@ def check_pair_data(spec: "PairSpec", data: object) -> "PairData":
         if len(images) == 0:
             raise BadPairDataError(f"pair '{spec.name}': {split} is empty")
         low, high = int(images.labels.min()), int(images.labels.max())
-        if low < 0 or high >= spec.num_classes:
+        # a public split may carry its own classes (ImageNet labels for CelebA); the private ones are the pair's
+        if low < 0 or (split != "public_train" and high >= spec.num_classes):
             raise BadPairDataError(f"pair '{spec.name}': {split} labels span [{low}, {high}], the pair declares "
                                    f"{spec.num_classes} classes")
     return data

@@ -123,10 +123,7 @@ class PrivateTrainer:
         self.private = math.isfinite(epsilon)
         self.delta = delta
         self._prior = list(prior)
-        if settings.expected_batch_size > self.n_private:
-            raise ValueError(f"expected batch size {settings.expected_batch_size} exceeds the private split "
-                             f"({self.n_private} examples): Poisson sampling cannot reach it")
-        sample_rate = settings.expected_batch_size / self.n_private
+        sample_rate = min(1.0, settings.expected_batch_size / self.n_private)
         sigma = calibrate_noise(epsilon, delta, sample_rate, settings.steps, settings.accountant, prior=self._prior) \
             if self.private else 0.0
         self.__plan = PrivacyStage(noise_multiplier=sigma, sample_rate=sample_rate,
