@@ -12,6 +12,7 @@ from torch import nn
 
 from dpbench.api.context import MethodContext
 from dpbench.models.diffusion import DiffusionSchedule, ddim_sample, diffusion_loss, drop_labels, to_model_range
+from dpbench.models.sampling_form import for_sampling
 from dpbench.privacy.engine import DPSettings
 
 
@@ -62,7 +63,9 @@ class DiffusionGenerator:
     def __init__(self, model: nn.Module, schedule: DiffusionSchedule, image_shape: tuple[int, int, int], *,
                  ddim_steps: int, guidance_scale: float, batch_size: int, device: torch.device, codec=None,
                  ddim_eta: float = 1.0) -> None:
-        self.model, self.schedule, self.image_shape, self.codec = model, schedule, image_shape, codec
+        # adapters merged or fused for inference (dpbench.models.sampling_form); the trained model is untouched
+        self.model = for_sampling(model)
+        self.schedule, self.image_shape, self.codec = schedule, image_shape, codec
         self.ddim_steps, self.guidance_scale, self.batch_size, self.device = ddim_steps, guidance_scale, batch_size, device
         self.ddim_eta = ddim_eta
 

@@ -39,6 +39,35 @@ class LoDAConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + self.loda_b(self.act(self.loda_a(x)))
 
+    def for_sampling(self) -> "FusedLoDAConv2d":
+        return FusedLoDAConv2d(self)
+
+
+class FusedLoDAConv2d(nn.Module):
+    """LoDAConv2d for sampling: base and A share one conv (their weights stacked on the output channels), so the
+    input is read once and the rank-r path costs its FLOPs rather than a second conv call. LeakyReLU sits between
+    A and B, so unlike LoRA the adapter cannot be merged into the base weight."""
+
+    def __init__(self, trained: LoDAConv2d) -> None:
+        super().__init__()
+        base, a = trained.base, trained.loda_a
+        self.out_channels = base.out_channels
+        self.stacked = nn.Conv2d(base.in_channels, base.out_channels + a.out_channels, base.kernel_size,
+                                 stride=base.stride, padding=base.padding, dilation=base.dilation,
+                                 padding_mode=base.padding_mode, bias=True)
+        self.act = trained.act
+        self.loda_b = trained.loda_b
+        self.stacked.to(device=base.weight.device, dtype=base.weight.dtype)
+        with torch.no_grad():
+            self.stacked.weight.copy_(torch.cat([base.weight, a.weight]))
+            base_bias = base.bias if base.bias is not None else base.weight.new_zeros(base.out_channels)
+            self.stacked.bias.copy_(torch.cat([base_bias, base.weight.new_zeros(a.out_channels)]))
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        both = self.stacked(x)
+        return both[:, :self.out_channels] + self.loda_b(self.act(both[:, self.out_channels:]))
+
 
 def add_loda_adapters(model: nn.Module, rank: int = DEFAULT_RANK, slope: float = DEFAULT_SLOPE) -> int:
     """Wrap every nn.Conv2d of `model` in a LoDAConv2d, freeze everything else; return the trainable count."""

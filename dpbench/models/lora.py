@@ -7,6 +7,7 @@ embedding projection). A and B are plain layers so per-example gradients need no
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 DEFAULT_RANK = 4
@@ -26,6 +27,16 @@ class LoRALinear(nn.Module):
     def forward(self, x):
         return self.base(x) + self.scale * self.lora_b(self.lora_a(x))
 
+    def for_sampling(self) -> nn.Linear:
+        """One Linear with W + scale * B A: LoRA is linear, so sampling pays nothing for the adapter."""
+        merged = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None)
+        merged.to(device=self.base.weight.device, dtype=self.base.weight.dtype)
+        with torch.no_grad():
+            merged.weight.copy_(self.base.weight + self.scale * self.lora_b.weight @ self.lora_a.weight)
+            if self.base.bias is not None:
+                merged.bias.copy_(self.base.bias)
+        return merged.requires_grad_(False)
+
 
 class LoRAConv1x1(nn.Module):
     def __init__(self, base: nn.Conv2d, rank: int, alpha: float) -> None:
@@ -41,6 +52,17 @@ class LoRAConv1x1(nn.Module):
 
     def forward(self, x):
         return self.base(x) + self.scale * self.lora_b(self.lora_a(x))
+
+    def for_sampling(self) -> nn.Conv2d:
+        """One 1x1 conv with W + scale * B A (a 1x1 conv is a per-pixel linear map)."""
+        merged = nn.Conv2d(self.base.in_channels, self.base.out_channels, 1, bias=self.base.bias is not None)
+        merged.to(device=self.base.weight.device, dtype=self.base.weight.dtype)
+        update = self.lora_b.weight.flatten(1) @ self.lora_a.weight.flatten(1)
+        with torch.no_grad():
+            merged.weight.copy_(self.base.weight + self.scale * update.view_as(self.base.weight))
+            if self.base.bias is not None:
+                merged.bias.copy_(self.base.bias)
+        return merged.requires_grad_(False)
 
 
 def lora_targets(model: nn.Module) -> list[str]:
