@@ -28,6 +28,7 @@ Examples:
   dpbench run --method public-only --pair digits-mnist --eps 0     # the pre-trained model, no private data
   dpbench run --method dp-loda --pair digits-mnist --eps 10 --resume  # continue after a crash or a kill
   dpbench run --method dp-loda --pair digits-mnist --eps 10 --secure-rng  # noise from os.urandom, for a release
+  dpbench run --method dp-loda --pair digits-mnist --eps 10 --nproc 4  # data-parallel on 4 GPUs (torchrun)
 """
 
 
@@ -84,11 +85,27 @@ def main() -> None:
 @click.option("--checkpoint-every", default=50, show_default=True, type=click.IntRange(min=1),
               help="DP steps between checkpoints (written owner-only in the run folder, deleted when it completes).")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON on stdout.")
+@click.option("--nproc", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Train data-parallel on N processes (one per GPU): relaunches this command under torchrun. "
+                   "Same ε and ledger as one process; rank 0 writes the record.")
 def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, overrides, data_root, download, cache_dir,
-        rebuild_backbone, allow_large_delta, rng, secure_rng, resume, checkpoint_every, as_json):
+        rebuild_backbone, allow_large_delta, rng, secure_rng, resume, checkpoint_every, as_json, nproc):
     """Fine-tune METHOD on PAIR under (EPS, DELTA)-DP, evaluate it, and write its record."""
+    from dpbench.privacy.distributed import launched_world_size
     from dpbench.run.progress import make_progress
     from dpbench.run.runner import RunInputError, RunRequest, execute
+
+    world_size = launched_world_size()
+    if world_size > 1 and nproc not in (1, world_size):
+        raise click.UsageError(f"--nproc {nproc} inside a torchrun world of {world_size} processes")
+    if nproc > 1 and world_size == 1:
+        if resume:
+            raise click.UsageError("--resume is single-process only: a data-parallel run keeps no checkpoints")
+        from dpbench.run.launch import given_arguments, torchrun
+
+        if download:
+            _download(load_registry().pair(pair), data_root)
+        sys.exit(torchrun(nproc, ["run", *given_arguments(click.get_current_context(), ("nproc", "download"))]))
 
     request = RunRequest(method=method, pair=pair, epsilon=epsilon, delta=delta, seed=seed, preset=preset, out=out,
                          device=device, cache_dir=cache_dir, data_root=data_root,
@@ -108,6 +125,8 @@ def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, ove
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
     record = outcome.record
+    if outcome.record_path is None:  # a data-parallel rank other than 0: rank 0 reports the run
+        sys.exit(0 if outcome.ok else 1)
     if as_json:
         click.echo(json.dumps(_jsonable(record), indent=2))
     else:
@@ -573,23 +592,30 @@ def tune(pair, methods, epsilons, delta, preset, seed, out, data_root, device, c
 
 
 @main.command()
-@click.option("--runs", default="runs", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--runs", "runs", multiple=True, default=["runs"], show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="A run root to collect from (repeatable: the roots are merged, each run counted once).")
 @click.option("--output", default="leaderboard", show_default=True, type=click.Path(file_okay=False, path_type=Path))
-def leaderboard(runs, output):
-    """Collect the completed records under RUNS into OUTPUT/records/ (record.json and samples.png, never the
-    synthetic sets), then rebuild OUTPUT/LEADERBOARD.md (mean ± std over seeds, per pair and epsilon) from
-    OUTPUT/records/ alone. `dpbench tune`'s proxy trials are left out.
+@click.option("--format", "fmt", default="md", show_default=True, type=click.Choice(["md", "html", "csv"]),
+              help="LEADERBOARD.md with its plots, one self-contained LEADERBOARD.html, or LEADERBOARD.csv.")
+def leaderboard(runs, output, fmt):
+    """Merge the completed records under every RUNS root into OUTPUT/records/ (record.json and samples.png, never
+    the synthetic sets; a run found under several roots counts once), then rebuild the leaderboard from
+    OUTPUT/records/ alone: each record's ε recomputed, per pair a privacy-utility plot and a cost plot in
+    OUTPUT/plots/, and a table per ε of mean ± 95% CI over seeds. `dpbench tune`'s proxy trials are left out.
 
     \b
     Examples:
       dpbench leaderboard --runs runs --output leaderboard
+      dpbench leaderboard --runs node1/runs --runs node2/runs   # merge the nodes of a sweep
       dpbench leaderboard --runs leaderboard/records     # re-render from the committed records only
+      dpbench leaderboard --runs leaderboard/records --format html
     """
     from dpbench.report.leaderboard import build_leaderboard
 
     registry = load_registry()
     _report_broken_plugins(registry)
-    path = build_leaderboard(runs, output, list(registry.published.values()))
+    path = build_leaderboard(list(runs), output, list(registry.published.values()), fmt)
     click.echo(f"wrote {path}")
 
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from dpbench.api.registry import load_registry
 from dpbench.report.leaderboard import RECORDS_DIR, build_leaderboard, render, sample_grid_sources
+from dpbench.report.plots import plot_links
 from dpbench.run.records import read_records
 from tests.test_records import _record, _write
 
@@ -13,11 +14,18 @@ LEADERBOARD = Path(__file__).resolve().parents[1] / "leaderboard"
 def test_committed_leaderboard_regenerates_from_the_committed_records():
     records = read_records(LEADERBOARD / RECORDS_DIR)
     links = {key: relative for key, (_, relative) in sample_grid_sources(records).items()}
-    expected = render(records, links, list(load_registry().published.values()))
+    plots = plot_links({record["pair"]["name"] for record in records})
+    expected = render(records, links, list(load_registry().published.values()), plots)
     assert (LEADERBOARD / "LEADERBOARD.md").read_text() == expected, \
         "LEADERBOARD.md is stale: run `dpbench leaderboard --runs leaderboard/records`"
     for relative in links.values():
         assert (LEADERBOARD / relative).is_file(), relative
+    # the plots are committed beside the page (their bytes depend on the matplotlib build, so only their presence
+    # is checked here; tests/test_leaderboard_plots.py checks that drawing is deterministic)
+    assert plots and all(f"![{caption}]({link})" in expected for links_ in plots.values() for caption, link in links_)
+    for pair_links in plots.values():
+        for _, relative in pair_links:
+            assert (LEADERBOARD / relative).is_file() and (LEADERBOARD / relative).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_collected_records_leave_out_synthetic_sets_and_tuning_trials(tmp_path):
@@ -50,7 +58,7 @@ def test_the_real_data_ceiling_is_a_row_of_its_own(tmp_path):
     text = build_leaderboard(runs, tmp_path / "board").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| *real data (ceiling)*"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[3] == "2" and "94.00% ± 1.41%" in cells
+    assert cells[3] == "2" and "94.00% ± 12.71% (n = 2)" in cells  # t-interval, 1 dof
 
 
 def test_a_record_whose_epsilon_does_not_recompute_is_left_out(tmp_path):

@@ -207,8 +207,8 @@ def test_leaderboard_mean_std_over_seeds_with_reference_rows(tmp_path):
     text = build_leaderboard(runs, tmp_path / "board", published).read_text()
     assert "## digits-mnist, ε = 10" in text and "## digits-mnist, ε = 1" in text
     assert "fid ↓" in text and "accuracy ↑" in text
-    assert "60 ± 14.14" in text  # FID mean ± sample std of 50 and 70
-    assert "85.00% ± 7.07%" in text
+    assert "60 ± 127.1 (n = 2)" in text  # FID mean ± 95% t-interval (1 dof: 12.706 × 14.14 / √2) of 50 and 70
+    assert "85.00% ± 63.53% (n = 2)" in text
     assert "dp-ldm" not in text.split("## Published")[0]  # failed runs never reach the table
     eps10 = text.split("## digits-mnist, ε = 10")[1].split("##")[0]
     assert "*dp-loda (no DP, ε = ∞)*" in eps10 and "*public-only (no private data, ε = 0)*" in eps10
@@ -225,9 +225,10 @@ def test_leaderboard_mean_std_over_seeds_with_reference_rows(tmp_path):
     assert set(by_config) == {("default", "preset defaults"), ("smoke", "preset defaults"), ("default", "rank=8")}
     default_row = by_config[("default", "preset defaults")]
     assert default_row[3] == "2" and default_row[4] == "seeded"  # the noise column: these are simulations of DP
-    assert default_row[5] == "60 ± 14.14" and f"({default_hash[:6]})" in default_row[2]
-    assert by_config[("smoke", "preset defaults")][3] == "1" and by_config[("smoke", "preset defaults")][5] == "200"
-    assert by_config[("default", "rank=8")][5] == "40"
+    assert default_row[5] == "60 ± 127.1 (n = 2)" and f"({default_hash[:6]})" in default_row[2]
+    assert by_config[("smoke", "preset defaults")][3] == "1"
+    assert by_config[("smoke", "preset defaults")][5] == "200 (n = 1)"
+    assert by_config[("default", "rank=8")][5] == "40 (n = 1)"
     assert len({records[0]["config_hash"], records[6]["config_hash"], records[7]["config_hash"]}) == 3
 
     link = f"samples/digits-mnist/dp-loda-default-{default_hash[:6]}-eps10.png"

@@ -23,9 +23,10 @@ class FidKidEvaluator(Evaluator):
                          reference_cache_key=f"{ctx.pair.name}-private-test-{len(reference)}", device=ctx.device)
         task.close()
         extra = {"n_generated": scores["n_generated"], "n_reference": scores["n_reference"]}
+        kid_extra = {**extra, **{k: scores[k] for k in ("kid_std", "kid_subset_size", "kid_subsets")}}
         return [
             Metric("fid", scores["fid"], higher_is_better=False, extra=extra),
-            Metric("kid", scores["kid"], higher_is_better=False, extra={**extra, "kid_std": scores["kid_std"]}),
+            Metric("kid", scores["kid"], higher_is_better=False, extra=kid_extra),
         ]
 
 

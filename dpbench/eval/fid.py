@@ -62,6 +62,16 @@ def _content_digest(images: torch.Tensor) -> str:
     return tensor_digest(images, length=12)
 
 
+KID_SUBSETS = 100  # torch-fidelity's default kid_subsets
+
+
+def kid_subset_size(n_generated: int, n_reference: int) -> int:
+    """torch-fidelity's default subset size is 1000. A subset as large as the smaller set is that whole set every
+    time, so the 100 subsets all give the same value and kid_std measures nothing (it was ~1e-7 at 1,000 of 1,000);
+    half the smaller set, at most 1000, keeps the subsets random while still comparing hundreds of samples."""
+    return max(2, min(1000, min(n_generated, n_reference) // 2))
+
+
 def fid_kid(
     generated: torch.Tensor,
     reference: torch.Tensor,
@@ -76,8 +86,8 @@ def fid_kid(
     With `reference_cache_key`, the reference features and FID statistics are cached under `cache_dir` by
     torch-fidelity and reused. The cache entry is named by the key plus a digest of the reference pixels,
     so a changed reference set under the same key is re-extracted rather than silently reused.
-    KID uses 100 subsets of min(1000, n_generated, n_reference) samples; when both sets are that small, every
-    subset is the whole set and kid_std is ~0. KID is unbiased, so near-identical sets can score slightly below zero.
+    KID is the mean over torch-fidelity's 100 random subsets of kid_subset_size(n) samples from each set, kid_std
+    their spread. KID is unbiased, so near-identical sets can score slightly below zero.
     """
     import torch_fidelity
 
@@ -100,6 +110,7 @@ def fid_kid(
 
     _register_channels_last_inception()
     n1, n2 = len(generated), len(reference)
+    subset_size = kid_subset_size(n1, n2)
     # torch-fidelity calls .cuda() without an index, so select the requested GPU as current.
     with torch.cuda.device(device) if cuda else contextlib.nullcontext():
         metrics = torch_fidelity.calculate_metrics(
@@ -108,7 +119,8 @@ def fid_kid(
             fid=True,
             kid=True,
             feature_extractor=EXTRACTOR_NAME,
-            kid_subset_size=min(1000, n1, n2),
+            kid_subset_size=subset_size,
+            kid_subsets=KID_SUBSETS,
             feature_extractor_weights_path=str(resolve_inception_weights(cache_dir)),
             cuda=cuda,
             batch_size=batch_size,
@@ -120,6 +132,8 @@ def fid_kid(
         "fid": float(metrics[torch_fidelity.KEY_METRIC_FID]),
         "kid": float(metrics[torch_fidelity.KEY_METRIC_KID_MEAN]),
         "kid_std": float(metrics[torch_fidelity.KEY_METRIC_KID_STD]),
+        "kid_subset_size": subset_size,
+        "kid_subsets": KID_SUBSETS,
         "n_generated": n1,
         "n_reference": n2,
     }

@@ -1,4 +1,5 @@
-"""Build leaderboard/LEADERBOARD.md from run records: a table per pair and epsilon, mean ± std over seeds."""
+"""Build leaderboard/LEADERBOARD.md (or .html, .csv) from run records: per pair its plots and a table per ε, each
+cell the mean ± 95% confidence interval over seeds."""
 from __future__ import annotations
 
 import math
@@ -9,19 +10,17 @@ import pandas as pd
 from tabulate import tabulate
 
 from dpbench.api.types import PublishedResult
+from dpbench.report.collect import collect_records
+from dpbench.report.frame import is_reference_epsilon, metric_format, metric_order, records_frame
 from dpbench.report.recheck import partition
+from dpbench.report.stats import format_interval, mean_interval
 from dpbench.run.records import SAMPLES_NAME, decode_number, epsilon_label, read_records
 from dpbench.storage import atomic_write_bytes
 
 RECORDS_DIR = "records"  # under the leaderboard folder: the committed records it is rendered from
+FORMATS = {"md": "LEADERBOARD.md", "html": "LEADERBOARD.html", "csv": "LEADERBOARD.csv"}
 COST_COLUMNS = [("trainable_parameters", "trainable params"), ("trainable_fraction", "trainable %"),
                 ("wall_finetune", "DP fine-tune s"), ("wall_total", "run wall s"), ("peak_memory_mb", "peak MB")]
-
-
-def is_leaderboard_record(record: dict) -> bool:
-    """Completed runs on a pair's real splits; `dpbench tune`'s proxy trials (public data only) are left out."""
-    return (record.get("status") == "completed" and record.get("kind", "run") == "run"
-            and "proxy" not in record.get("pair", {}).get("info", {}))
 
 
 def latest_audits(records: list[dict]) -> dict[tuple, dict]:
@@ -45,55 +44,30 @@ def audit_label(audit: dict | None) -> str:
             f"m = {audit['canaries']}){flag}")
 
 
-# rows whose DP noise came from the run seed are simulations of DP: anyone with the seed can regenerate the noise
-NOISE_LABEL = {"seeded (simulation)": "seeded", "os-seeded": "os-seeded", "secure": "secure"}
+def _cell(values: pd.Series, fmt: str, *, with_n: bool = True) -> str:
+    return format_interval(mean_interval(values.dropna()), fmt, with_n=with_n)
 
 
-def records_frame(records: list[dict]) -> tuple[pd.DataFrame, dict[str, bool]]:
-    """One row per completed record; also which metrics are higher-is-better."""
-    rows, direction = [], {}
-    for record in records:
-        if not is_leaderboard_record(record):
-            continue
-        privacy, cost = record["privacy"], record.get("cost", {})
-        row = {
-            "pair": record["pair"]["name"], "method": record["method"]["name"], "seed": record["seed"],
-            "preset": record["preset"], "config_hash": record["config_hash"],
-            "config": config_label(record["method"].get("overrides", {}))
-            + (f" **δ = {privacy['delta']:g} ≥ 1/n**" if privacy.get("large_delta") else ""),
-            "epsilon": decode_number(privacy["epsilon_target"]),
-            "epsilon_spent": decode_number(privacy.get("epsilon")),
-            "noise": NOISE_LABEL.get(privacy.get("rng", "seeded (simulation)"), privacy.get("rng")),
-            "trainable_parameters": cost.get("trainable_parameters"),
-            "trainable_fraction": cost.get("trainable_fraction"),
-            "wall_total": cost.get("wall_seconds", {}).get("total"), "peak_memory_mb": cost.get("peak_memory_mb"),
-            "wall_finetune": cost.get("wall_seconds", {}).get("finetune"),
-        }
-        for name, metric in record["metrics"].items():
-            row[name] = decode_number(metric["value"])
-            direction[name] = bool(metric["higher_is_better"])
-        rows.append(row)
-    return pd.DataFrame(rows), direction
-
-
-def config_label(overrides: dict) -> str:
-    """"preset" for a run of the preset's own settings, else the overridden settings, e.g. "rank=8, steps=300"."""
-    if not overrides:
-        return "preset defaults"
-    return ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
-
-
-def _mean_std(values: pd.Series, fmt: str) -> str:
+def _config_value(values: pd.Series, fmt: str) -> str:
     values = values.dropna()
-    if values.empty:
+    return "–" if values.empty else format(values.iloc[0], fmt)
+
+
+def _metric_cell(runs: pd.DataFrame, metric: str) -> str:
+    """Mean ± 95% CI (n = seeds); FID with its sample count, KID with torch-fidelity's subset std."""
+    if metric not in runs or runs[metric].dropna().empty:
         return "–"
-    if len(values) == 1:
-        return format(values.iloc[0], fmt)
-    return f"{format(values.mean(), fmt)} ± {format(values.std(ddof=1), fmt)}"
-
-
-def _metric_format(name: str) -> str:
-    return ".2%" if name.startswith("accuracy") else ".4g"
+    text = _cell(runs[metric], metric_format(metric))
+    if metric == "fid" and "fid_samples" in runs and runs["fid_samples"].notna().any():
+        counts = sorted({int(c) for c in runs["fid_samples"].dropna()})
+        text += f" @ {'/'.join(format(c, ',') for c in counts)} samples"
+    if metric == "kid" and "kid_std" in runs:
+        measured = runs[runs["kid"].notna()]
+        if "kid_subset_is_whole_set" in measured and measured["kid_subset_is_whole_set"].fillna(False).all():
+            text += "; std n/a (subset = n)"
+        elif measured["kid_std"].notna().any():
+            text += f"; std {format(measured['kid_std'].mean(), '.2g')}"
+    return text
 
 
 def _reference_label(method: str, epsilon: float) -> str | None:
@@ -116,11 +90,11 @@ def _table(group: pd.DataFrame, metrics: list[str], direction: dict[str, bool], 
         label = _reference_label(method, epsilon) or method
         noise = "–" if epsilon == 0 or math.isinf(epsilon) else "/".join(sorted(set(runs["noise"])))
         row = [label, preset, f"{runs['config'].iloc[0]} ({config_hash[:6]})", len(runs), noise]
-        row += [_mean_std(runs[m], _metric_format(m)) if m in runs else "–" for m in metrics]
-        row += [
-            _mean_std(runs["trainable_parameters"], ",.0f"), _mean_std(runs["trainable_fraction"], ".2%"),
-            _mean_std(runs["wall_finetune"], ".0f"), _mean_std(runs["wall_total"], ".0f"),
-            _mean_std(runs["peak_memory_mb"], ".0f"),
+        row += [_metric_cell(runs, m) for m in metrics]
+        row += [  # the parameter counts are the config's own, the same for every seed
+            _config_value(runs["trainable_parameters"], ",.0f"), _config_value(runs["trainable_fraction"], ".2%"),
+            _cell(runs["wall_finetune"], ".0f", with_n=False), _cell(runs["wall_total"], ".0f", with_n=False),
+            _cell(runs["peak_memory_mb"], ".0f", with_n=False),
         ]
         row.append(audit_label(audits.get((pair, method, preset, epsilon))))
         link = sample_links.get((pair, method, preset, config_hash, epsilon))
@@ -136,7 +110,7 @@ def _real_data_row(group: pd.DataFrame, metrics: list[str], width: int) -> list:
     the same for every run of that seed), in the accuracy column."""
     per_seed = group.dropna(subset=["accuracy_real_data"]).groupby("seed")["accuracy_real_data"].first()
     row = ["*real data (ceiling)*", "–", "as many real private-train images as synthetic ones", len(per_seed), "–"]
-    row += [_mean_std(per_seed, _metric_format(m)) if m == "accuracy" else "–" for m in metrics]
+    row += [_cell(per_seed, metric_format(m)) if m == "accuracy" else "–" for m in metrics]
     return row + ["–"] * (width - len(row))
 
 
@@ -144,51 +118,76 @@ def _published_section(published: list[PublishedResult]) -> list[str]:
     lines = ["## Published reference numbers", "",
              "Marked references from the seed papers, in *their* settings (not dpbench runs); compare with care.", ""]
     body = [[f"**{p.method}**", p.private_dataset, epsilon_label(p.epsilon), p.delta,
-             ", ".join(f"{k}={format(v, _metric_format(k))}" for k, v in p.metrics.items()), p.setting, p.source]
+             ", ".join(f"{k}={format(v, metric_format(k))}" for k, v in p.metrics.items()), p.setting, p.source]
             for p in published]
     lines.append(tabulate(body, headers=["method", "private data", "ε", "δ", "metrics", "setting", "source"], tablefmt="github"))
     return lines
 
 
-def render(records: list[dict], sample_links: dict | None = None, published: list[PublishedResult] = ()) -> str:
+INTRODUCTION = (
+    "Generated by `dpbench leaderboard` from the run records; do not edit by hand. "
+    "Cells are the mean over seeds ± the half-width of its 95% confidence interval (Student t, n − 1 degrees of "
+    "freedom), or the bootstrap percentile interval [low, high] of the mean from 5 seeds on, then the number of seeds "
+    "(n = 1: the value alone, no interval). FID is followed by the number of generated samples it was computed on; "
+    "KID by torch-fidelity's std over its random subsets within a run (mean over seeds), \"n/a (subset = n)\" for "
+    "records whose subsets were the whole sample set (no spread to measure). "
+    "Cost columns are mean ± 95% CI too. ↑: higher is better, ↓: lower is better. "
+    "Each pair's privacy–utility plot draws accuracy and FID against ε, a line per method with the same intervals "
+    "as error bars, the public-only model, the non-private runs and the real-data ceiling as horizontal lines and "
+    "published numbers as stars; its cost plot draws each cell's DP fine-tune hours against its accuracy. "
+    "`accuracy_public_only` is a reference: the same classifier trained on the public split only; "
+    "`accuracy_real_data` is the ceiling: the same classifier trained on as many real private-train images "
+    "per class as the synthetic set has. "
+    "Rows in italics are references repeated in every ε table of their pair: the same method without DP "
+    "(ε = ∞) and the public-only model (ε = 0). `trainable %` is the share of the backbone's parameters "
+    "that DP fine-tuning updates. `run wall s` includes public pre-training and the FID reference statistics "
+    "only for the run that built them (later runs load them from the cache); `DP fine-tune s` is the "
+    "method's own training time. `noise`: where the DP noise and sampling came from; **seeded** rows are "
+    "reproducible simulations of DP (anyone with the seed can regenerate the noise), fit to compare methods "
+    "but not to release a model; `secure` rows drew them from os.urandom (`dpbench run --secure-rng`). "
+    "`audit (95%)`: the latest `dpbench audit` of the cell's method, preset and ε, an empirical lower bound "
+    "on ε from one run with white-box gradient canaries (Steinke et al. 2023), with its correct guesses and "
+    "canary count; a bound above the claimed ε is flagged.")
+
+
+def trusted_frame(records: list[dict]) -> tuple[pd.DataFrame, dict[str, bool], list[dict], list[str]]:
+    """(frame, metric directions, kept records, left-out descriptions): every record's ε is recomputed first."""
     kept, refused = partition(records)
     if refused:
         warnings.warn(f"left out {len(refused)} record(s) whose ε does not recompute: {'; '.join(refused)}",
-                      stacklevel=2)
+                      stacklevel=3)
     frame, direction = records_frame(kept)
+    return frame, direction, kept, refused
+
+
+def _pair_sections(pair: str, runs: pd.DataFrame, direction: dict[str, bool], sample_links: dict, audits: dict,
+                   plots: list[tuple[str, str]]) -> list[str]:
+    lines = []
+    if plots:
+        lines += [f"## {pair}, plots", ""] + [f"![{caption}]({link})\n" for caption, link in plots]
+    is_reference = runs["epsilon"].map(is_reference_epsilon)
+    references, private = runs[is_reference], runs[~is_reference]
+    groups = [(f"ε = {epsilon_label(e)}", pd.concat([g, references])) for e, g in private.groupby("epsilon")]
+    if not groups:
+        groups = [("references only", references)]
+    for title, group in groups:
+        metrics = [m for m in metric_order(direction) if m in group and group[m].notna().any()]
+        lines += [f"## {pair}, {title}", "", _table(group, metrics, direction, pair, sample_links, audits), ""]
+    return lines
+
+
+def render(records: list[dict], sample_links: dict | None = None, published: list[PublishedResult] = (),
+           plot_links: dict[str, list[tuple[str, str]]] | None = None) -> str:
+    """LEADERBOARD.md's text; PLOT_LINKS (pair -> [(caption, relative path)]) embeds each pair's plots."""
+    frame, direction, kept, refused = trusted_frame(records)
     audits = latest_audits(kept)
-    sample_links = sample_links or {}
-    lines = ["# dpbench leaderboard", "",
-             "Generated by `dpbench leaderboard` from the run records; do not edit by hand. "
-             "Cells are mean ± std over seeds (sample std). ↑: higher is better, ↓: lower is better. "
-             "`accuracy_public_only` is a reference: the same classifier trained on the public split only; "
-             "`accuracy_real_data` is the ceiling: the same classifier trained on as many real private-train images "
-             "per class as the synthetic set has. "
-             "Rows in italics are references repeated in every ε table of their pair: the same method without DP "
-             "(ε = ∞) and the public-only model (ε = 0). `trainable %` is the share of the backbone's parameters "
-             "that DP fine-tuning updates. `run wall s` includes public pre-training and the FID reference statistics "
-             "only for the run that built them (later runs load them from the cache); `DP fine-tune s` is the "
-             "method's own training time. `noise`: where the DP noise and sampling came from; **seeded** rows are "
-             "reproducible simulations of DP (anyone with the seed can regenerate the noise), fit to compare methods "
-             "but not to release a model; `secure` rows drew them from os.urandom (`dpbench run --secure-rng`). "
-             "`audit (95%)`: the latest `dpbench audit` of the cell's method, preset and ε, an empirical lower bound "
-             "on ε from one run with white-box gradient canaries (Steinke et al. 2023), with its correct guesses and "
-             "canary count; a bound above the claimed ε is flagged.", ""]
+    sample_links, plot_links = sample_links or {}, plot_links or {}
+    lines = ["# dpbench leaderboard", "", INTRODUCTION, ""]
     if frame.empty:
         lines.append("No completed runs yet.")
     else:
-        metric_order = [m for m in ("fid", "kid", "accuracy", "accuracy_real_data", "accuracy_public_only") if m in direction]
-        metric_order += sorted(m for m in direction if m not in metric_order)
         for pair, runs in frame.groupby("pair", sort=True):
-            is_reference = runs["epsilon"].map(lambda e: math.isinf(e) or e == 0)
-            references, private = runs[is_reference], runs[~is_reference]
-            groups = [(f"ε = {epsilon_label(e)}", pd.concat([g, references])) for e, g in private.groupby("epsilon")]
-            if not groups:
-                groups = [("references only", references)]
-            for title, group in groups:
-                metrics = [m for m in metric_order if m in group and group[m].notna().any()]
-                lines += [f"## {pair}, {title}", "",
-                          _table(group, metrics, direction, pair, sample_links, audits), ""]
+            lines += _pair_sections(pair, runs, direction, sample_links, audits, plot_links.get(pair, []))
     pairs = set(frame["pair"]) if not frame.empty else set()
     shown = [p for p in published if not p.pairs or pairs & set(p.pairs)]
     if shown:
@@ -227,31 +226,37 @@ def copy_sample_grids(records: list[dict], output: Path) -> dict[tuple, str]:
     return links
 
 
-def collect_records(runs: Path, records_dir: Path) -> int:
-    """Copy every completed run's and audit's record.json and samples.png (never its synthetic set) from RUNS into
-    the leaderboard's own records folder, keeping the run's relative path; returns how many were copied. A record
-    whose ε does not recompute is copied too: the page lists it, with the reason, under "Left out"."""
-    copied = 0
-    for record in read_records(Path(runs)):
-        if record.get("status") != "completed" or "proxy" in record.get("pair", {}).get("info", {}):
-            continue
-        source = Path(record["_path"]).parent
-        target = Path(records_dir) / source.relative_to(Path(runs))
-        for name in ("record.json", SAMPLES_NAME):
-            if (source / name).exists():
-                atomic_write_bytes(target / name, (source / name).read_bytes())
-        copied += 1
-    return copied
+def build_leaderboard(runs: Path | list[Path] | None, output: Path, published: list[PublishedResult] = (),
+                      fmt: str = "md") -> Path:
+    """Merge the completed records of the RUNS roots into OUTPUT/records (when given), then render the leaderboard
+    from OUTPUT/records alone (the committed records are its single source): sample grids to OUTPUT/samples,
+    plots to OUTPUT/plots, and OUTPUT/LEADERBOARD.<fmt>."""
+    from dpbench.report.plots import write_plots
 
-
-def build_leaderboard(runs: Path | None, output: Path, published: list[PublishedResult] = ()) -> Path:
-    """Collect RUNS' completed records into OUTPUT/records (when RUNS is given), then render LEADERBOARD.md from
-    OUTPUT/records alone: the committed records are the leaderboard's single source."""
-    records_dir = Path(output) / RECORDS_DIR
-    if runs is not None and Path(runs).exists() and Path(runs).resolve() != records_dir.resolve():
-        collect_records(Path(runs), records_dir)
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {sorted(FORMATS)}, got {fmt!r}")
+    output = Path(output)
+    records_dir = output / RECORDS_DIR
+    if runs is not None:
+        collect_records(runs, records_dir)
     records = read_records(records_dir) if records_dir.exists() else []
-    links = copy_sample_grids(records, Path(output))
-    path = Path(output) / "LEADERBOARD.md"
-    atomic_write_bytes(path, render(records, links, published).encode())
+    links = copy_sample_grids(records, output)
+    path = output / FORMATS[fmt]
+    if fmt == "csv":
+        from dpbench.report.csv_export import leaderboard_csv
+
+        frame, direction, _, _ = trusted_frame(records)
+        atomic_write_bytes(path, leaderboard_csv(frame, direction).encode())
+        return path
+    with warnings.catch_warnings():  # render() warns about the left-out records, once
+        warnings.simplefilter("ignore")
+        frame = trusted_frame(records)[0]
+    plots = write_plots(frame, output, published)
+    markdown = render(records, links, published, plots)
+    if fmt == "md":
+        atomic_write_bytes(path, markdown.encode())
+    else:
+        from dpbench.report.html import markdown_page_to_html
+
+        atomic_write_bytes(path, markdown_page_to_html(markdown, output).encode())
     return path
