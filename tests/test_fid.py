@@ -83,7 +83,8 @@ def test_fid_kid_far_near_grayscale_and_reference_cache(inception_weights, image
     assert near["n_generated"] == near["n_reference"] == N
     assert abs(near["fid"]) < 1e-2 and far["fid"] > 100
     assert abs(near["kid"]) < 0.05 and far["kid"] > 0.3
-    assert far["kid"] > 10 * abs(near["kid"]) and far["kid_std"] >= 0
+    assert far["kid"] > 10 * abs(near["kid"]) and far["kid_std"] > 0  # subsets of N // 2: a real spread
+    assert far["kid_subset_size"] == N // 2
 
 
 def test_grayscale_wrapper_repeats_channels(image_sets):
@@ -103,3 +104,40 @@ def test_reference_cache_name_tracks_content(image_sets):
 def test_rejects_bad_inputs(bad, tmp_path):
     with pytest.raises(ValueError):
         fid_kid(bad, torch.zeros(4, 3, 8, 8, dtype=torch.uint8), cache_dir=tmp_path)
+
+
+def test_kid_subsets_are_smaller_than_the_sets_so_their_spread_means_something():
+    """torch-fidelity's default subset of 1000 at 1,000 samples made every subset the whole set (kid_std ~1e-7)."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    from dpbench.eval.fid import KID_SUBSETS, kid_subset_size
+
+    assert kid_subset_size(1000, 1000) == 500 and kid_subset_size(5000, 3000) == 1000 and kid_subset_size(40, 60) == 20
+    assert kid_subset_size(3, 3) == 2  # the unbiased MMD estimate needs two samples per subset
+    g = torch.Generator().manual_seed(0)
+    features_1, features_2 = torch.randn(40, 16, generator=g), torch.randn(40, 16, generator=g) + 0.3
+    ours = kid_features_to_metric(features_1, features_2, kid_subset_size=kid_subset_size(40, 40),
+                                  kid_subsets=KID_SUBSETS, verbose=False)
+    whole = kid_features_to_metric(features_1, features_2, kid_subset_size=40, kid_subsets=KID_SUBSETS, verbose=False)
+    assert ours["kernel_inception_distance_std"] > 1e3 * whole["kernel_inception_distance_std"]
+    assert ours["kernel_inception_distance_std"] > 0.01
+
+
+def test_fid_kid_passes_the_subset_size_to_torch_fidelity_and_returns_it(tmp_path, monkeypatch):
+    import torch_fidelity
+
+    from dpbench.eval import fid as fid_module
+
+    seen = {}
+
+    def fake_metrics(**kwargs):
+        seen.update(kwargs)
+        return {torch_fidelity.KEY_METRIC_FID: 1.0, torch_fidelity.KEY_METRIC_KID_MEAN: 0.1,
+                torch_fidelity.KEY_METRIC_KID_STD: 0.01}
+
+    monkeypatch.setattr(torch_fidelity, "calculate_metrics", fake_metrics)
+    monkeypatch.setattr(fid_module, "resolve_inception_weights", lambda cache_dir: tmp_path / "weights.pt")
+    images = torch.zeros(30, 1, 8, 8, dtype=torch.uint8)
+    scores = fid_kid(images, torch.zeros(50, 1, 8, 8, dtype=torch.uint8), cache_dir=tmp_path)
+    assert seen["kid_subset_size"] == 15 < 30 and seen["kid_subsets"] == 100
+    assert scores["kid_subset_size"] == 15 and scores["kid_subsets"] == 100 and scores["kid_std"] == 0.01
