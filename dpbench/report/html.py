@@ -12,8 +12,9 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; font-size: 14px; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 1px solid #ccc; }
 p { max-width: 110em; line-height: 1.4; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; }
-th, td { border: 1px solid #ccc; padding: 3px 6px; vertical-align: middle; white-space: nowrap; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 12px; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; vertical-align: middle; }
+td:first-child { white-space: nowrap; }
 th { background: #f0f0f0; } tr:nth-child(even) td { background: #fafafa; }
 img.plot { max-width: 100%; display: block; margin: 0.5em 0; border: 1px solid #ddd; }
 img.grid { height: 64px; image-rendering: pixelated; }
@@ -54,7 +55,8 @@ def _cells(row: str) -> list[str]:
 
 def _table(rows: list[str], base: Path) -> str:
     header, body = _cells(rows[0]), [_cells(r) for r in rows[2:]]  # rows[1] is the |---| rule
-    head = "".join(f"<th>{_inline(c, base)}</th>" for c in header)
+    # long metric names like accuracy_public_only may break after an underscore, so the table fits a screen
+    head = "".join(f"<th>{_inline(c, base).replace('_', '_<wbr>')}</th>" for c in header)
     lines = ["<table>", f"<thead><tr>{head}</tr></thead>", "<tbody>"]
     lines += ["<tr>" + "".join(f"<td>{_inline(c, base)}</td>" for c in row) + "</tr>" for row in body]
     return "\n".join(lines + ["</tbody>", "</table>"])
