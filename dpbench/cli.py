@@ -1,8 +1,9 @@
-"""The dpbench command line: run, evaluate, pretrain, list, plugins, leaderboard, data."""
+"""The dpbench command line: run, sweep, evaluate, pretrain, list, plugins, leaderboard, data."""
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def main() -> None:
     Examples:
       dpbench list methods
       dpbench run --method dp-loda --pair digits-mnist --eps 10
+      dpbench sweep --methods dp-loda,dp-ldm --pairs digits-mnist --eps 1,5,10 --seeds 0,1,2 --jobs 2
       dpbench evaluate runs/digits-mnist/dp-loda/<preset-hash>/eps10/seed0
       dpbench leaderboard --runs runs
     """
@@ -134,6 +136,96 @@ def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, ove
     if not outcome.ok:
         click.echo(f"Error: run failed: {record['error']['type']}: {record['error']['message']}", err=True)
         sys.exit(1)
+
+
+SWEEP_EXAMPLES = """
+\b
+Examples:
+  dpbench sweep --methods dp-loda,dp-ldm --pairs digits-mnist --eps 1,5,10 --seeds 0,1,2 --jobs 2
+  dpbench sweep --methods dp-loda --pairs digits-mnist --eps 1,10 --references --dry-run
+  dpbench sweep --methods dp-loda,dp-lora --pairs digits-mnist --eps 10 --set rank=8 --retry-failed
+  dpbench sweep --methods dp-loda --pairs digits-mnist --eps 1,5,10,inf --seeds 0,1,2 --preset paper \\
+      --executor slurm --slurm-partition gpu --slurm-time 4:00:00 --gpus-per-node 1 --cpus-per-task 8
+"""
+SUBMITIT_CLUSTER_ENV = "DPBENCH_SUBMITIT_CLUSTER"
+
+
+@main.command(epilog=SWEEP_EXAMPLES)
+@click.option("--methods", required=True, help="Comma-separated method names.")
+@click.option("--pairs", required=True, help="Comma-separated pair names.")
+@click.option("--eps", "epsilons", required=True, help="Comma-separated target epsilons; 'inf' for non-private runs.")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
+@click.option("--delta", default=1e-5, show_default=True, type=float, help="Target delta, used exactly as given.")
+@click.option("--preset", default="default", show_default=True, type=click.Choice(["default", "smoke", "paper"]))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a setting of every method of the sweep that has it (repeatable).")
+@click.option("--references", is_flag=True,
+              help="Add, per pair and seed, the public-only reference runs (eps 0) and each method at eps = inf.")
+@click.option("--evaluator", "evaluators", multiple=True, help="Evaluator to run (repeatable; default: all that apply).")
+@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--data-root", default=None, envvar=DATA_ROOT_ENV, show_envvar=True, help="Folder with the real datasets' files.")
+@click.option("--cache-dir", default=".dpbench-cache", envvar=CACHE_ENV, show_envvar=True, show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Pre-training, Inception weights and FID statistics cache.")
+@click.option("--retry-failed", is_flag=True, help="Run again the cells whose record says failed (skipped otherwise).")
+@click.option("--dry-run", is_flag=True, help="Print the cells and what each would cost; run and write nothing.")
+@click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "slurm"]),
+              help="local: a pool of --jobs processes; slurm: one array job through submitit.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="Local worker processes.")
+@click.option("--slurm-partition", default=None, help="Slurm partition of the array job.")
+@click.option("--slurm-time", default="60", show_default=True, help="Time limit per cell: minutes or [D-]HH:MM:SS.")
+@click.option("--gpus-per-node", default=0, show_default=True, type=click.IntRange(min=0), help="GPUs per cell.")
+@click.option("--cpus-per-task", default=None, type=click.IntRange(min=1), help="CPUs per cell.")
+@click.option("--slurm-array-parallelism", default=16, show_default=True, type=click.IntRange(min=1),
+              help="At most this many cells run at once on Slurm.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary (or the dry run's cells) as JSON on stdout.")
+def sweep(methods, pairs, epsilons, seeds, delta, preset, overrides, references, evaluators, out, device, data_root,
+          cache_dir, retry_failed, dry_run, executor, jobs, slurm_partition, slurm_time, gpus_per_node, cpus_per_task,
+          slurm_array_parallelism, as_json):
+    """Run a grid of METHODS x PAIRS x EPS x SEEDS, each cell an ordinary `dpbench run` (same records, same
+    config hash), locally or as one Slurm array job. Resumable: a cell whose completed record exists is skipped;
+    a failed one is run again only with --retry-failed. One failing cell never stops the others. Exit 0 only
+    when every cell has a completed record, 1 otherwise, 2 on bad input (nothing run, nothing written)."""
+    from dpbench.run.progress import make_progress
+    from dpbench.run.runner import RunInputError, RunRequest
+    from dpbench.sweep.driver import SweepRequest, plan_sweep, timed_sweep
+    from dpbench.sweep.grid import SweepInputError, parse_epsilons, parse_names, parse_seeds
+    from dpbench.sweep.report import dry_run_document, dry_run_table
+    from dpbench.sweep.slurm import SlurmOptions, parse_slurm_time
+    from dpbench.sweep.summary import exit_code, summary_document, summary_table
+
+    registry = load_registry()
+    _report_broken_plugins(registry)
+    template = RunRequest(method="", pair="", epsilon=0.0, delta=delta, preset=preset, out=out, device=device,
+                          cache_dir=cache_dir, data_root=data_root, evaluators=list(evaluators) or None)
+    try:
+        request = SweepRequest(
+            methods=parse_names(methods, "--methods"), pairs=parse_names(pairs, "--pairs"),
+            epsilons=parse_epsilons(epsilons), seeds=parse_seeds(seeds), template=template,
+            overrides=dict(_parse_override(o) for o in overrides), references=references, retry_failed=retry_failed,
+            executor=executor, jobs=jobs, submitit_cluster=os.environ.get(SUBMITIT_CLUSTER_ENV, "slurm"),
+            slurm=SlurmOptions(partition=slurm_partition, timeout_min=parse_slurm_time(slurm_time),
+                               gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task,
+                               array_parallelism=slurm_array_parallelism))
+        plans = plan_sweep(registry, request)
+        if dry_run:
+            if as_json:
+                click.echo(json.dumps(_jsonable(dry_run_document(plans)), indent=2))
+            else:
+                _stdout().print(dry_run_table(plans))
+            return
+        with make_progress() as progress:
+            outcomes, wall_seconds = timed_sweep(plans, request, progress)
+    except (UnknownNameError, RunInputError, SweepInputError) as exc:
+        raise click.UsageError(str(exc)) from None
+    except DataMissingError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(summary_document(outcomes, wall_seconds), indent=2))
+    else:
+        _stdout().print(summary_table(outcomes, wall_seconds))
+    sys.exit(exit_code(outcomes))
 
 
 AUDIT_EXAMPLES = """

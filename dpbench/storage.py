@@ -11,8 +11,11 @@ import json
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+from filelock import FileLock
 
 
 CACHE_FILE_MODE = 0o600  # cache entries are private to the user: some are pickles, and all describe the data
@@ -25,6 +28,19 @@ def private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
     os.chmod(path, CACHE_DIR_MODE)
     return path
+
+
+@contextmanager
+def cache_build_lock(entry: Path) -> Iterator[None]:
+    """Hold the build lock of cache entry `entry` (`<entry>.lock`, beside it) across processes.
+
+    Parallel runs (a sweep's cells) share one cache: the first to need a missing entry builds it while the
+    others wait on this lock, then find the entry built. Callers check for the entry again inside the lock.
+    """
+    entry = Path(entry)
+    private_dir(entry.parent)
+    with FileLock(str(entry) + ".lock", mode=CACHE_FILE_MODE):
+        yield
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:

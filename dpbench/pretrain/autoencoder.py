@@ -12,7 +12,7 @@ from dpbench.data.types import ImageSet
 from dpbench.models.autoencoder import Autoencoder, AutoencoderConfig, LatentCodec
 from dpbench.models.diffusion import to_model_range
 from dpbench.pretrain.shipped import ShippedStore
-from dpbench.storage import atomic_torch_save, cache_key, tensor_digest
+from dpbench.storage import atomic_torch_save, cache_build_lock, cache_key, tensor_digest
 
 
 @dataclass(frozen=True)
@@ -38,17 +38,25 @@ def public_autoencoder(public: ImageSet, config: AutoencoderConfig, training: Au
     state = shipped[0].load(*shipped[1:]) if shipped is not None else None
     if state is not None:
         model.load_state_dict(state)
-    elif path.exists() and _entry_matches(path, key):
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
-    else:  # no entry, or one whose recorded key differs (another public set, a tampered or older file): rebuild
-        started = time.perf_counter()
-        _train(model, public, training, seed, device, progress)
-        atomic_torch_save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                           "meta": {"key": key, "pair": pair_name, "config": asdict(config), "train": asdict(training),
-                                    "seed": seed, "n_public": len(public),
-                                    "train_seconds": time.perf_counter() - started}}, path)
+    else:
+        with cache_build_lock(path):  # parallel runs (a sweep's cells) train a missing autoencoder once
+            _load_or_train(model, public, config, training, key, path, pair_name, seed, device, progress)
     model.eval()
     return LatentCodec(model, device, cache_key=f"{config.key()}-{key}")
+
+
+def _load_or_train(model: Autoencoder, public: ImageSet, config: AutoencoderConfig, training: AutoencoderTraining,
+                   key: str, path: Path, pair_name: str, seed: int, device: torch.device, progress) -> None:
+    if path.exists() and _entry_matches(path, key):
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+        return
+    # no entry, or one whose recorded key differs (another public set, a tampered or older file): rebuild
+    started = time.perf_counter()
+    _train(model, public, training, seed, device, progress)
+    atomic_torch_save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                       "meta": {"key": key, "pair": pair_name, "config": asdict(config), "train": asdict(training),
+                                "seed": seed, "n_public": len(public),
+                                "train_seconds": time.perf_counter() - started}}, path)
 
 
 def _entry_matches(path, key: str) -> bool:

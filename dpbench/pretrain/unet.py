@@ -19,7 +19,7 @@ from dpbench.models.diffusion import P_UNCOND, DiffusionSchedule, diffusion_loss
 from dpbench.models.unet import ClassConditionalUNet, UNetConfig
 from dpbench.pretrain.augment import Augmentation, augment
 from dpbench.pretrain.shipped import ShippedStore
-from dpbench.storage import atomic_torch_save, cache_key, canonical_json, tensor_digest
+from dpbench.storage import atomic_torch_save, cache_build_lock, cache_key, canonical_json, tensor_digest
 
 CACHE_FORMAT = 1  # bump when the training code changes what a cached entry means
 
@@ -120,38 +120,36 @@ def pretrained_unet(
         if state is not None:
             model.load_state_dict(state)
             return model.to(device).eval()
-    if path.exists():
-        entry = torch.load(path, map_location="cpu", weights_only=True)
-        if canonical_json(entry.get("meta", {}).get("key")) == canonical_json(fields):
-            model.load_state_dict(entry["state_dict"])
-            return model.to(device).eval()
-        # an entry whose recorded key differs (another public set, a tampered or older file): rebuild, never reuse
-    encode = (lambda images: encoder.encode(images).cpu()) if encoder is not None else to_model_range
-    gen = torch.Generator().manual_seed(seed)
-    phases = []
-    if stream is not None:
-        steps = round(train.steps * stream.unconditional_fraction) if stream.conditional_after else train.steps
-        phases.append(("pre-train (public, unconditional)", steps,
-                       _stream_batches(stream, train.batch_size, model.null_class, encode, seed)))
-    if stream is None or stream.conditional_after:
-        batches = _tensor_batches(encode(public.images), public.labels, train.batch_size, train.p_uncond,
-                                  model.null_class, gen)
-        if train.augmentation is not None:
-            if encoder is not None:
-                raise ValueError("augmentation applies to pixel backbones only")
-            batches = ((augment(x0, train.augmentation, gen), y) for x0, y in batches)
-        phases.append(("pre-train (public)", train.steps - sum(p[1] for p in phases), batches))
-    started = time.perf_counter()
-    state = _train(model, phases, train, gen, device, progress)
-    train_seconds = time.perf_counter() - started
-    model.load_state_dict(state)
-    atomic_torch_save(
-        {"state_dict": state, "meta": {"key": fields, "pair": pair_name, "unet": config.to_dict(), "train": train.to_dict(),
-                                       "seed": seed, "format": CACHE_FORMAT, "n_public": len(public),
-                                       "train_seconds": train_seconds}},
-        path,
-    )
-    return model.to(device).eval()
+    with cache_build_lock(path):  # parallel runs (a sweep's cells) train a missing backbone once
+        if path.exists():
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+            if canonical_json(entry.get("meta", {}).get("key")) == canonical_json(fields):
+                model.load_state_dict(entry["state_dict"])
+                return model.to(device).eval()
+            # an entry whose recorded key differs (another public set, a tampered or older file): rebuild, never reuse
+        encode = (lambda images: encoder.encode(images).cpu()) if encoder is not None else to_model_range
+        gen = torch.Generator().manual_seed(seed)
+        phases = []
+        if stream is not None:
+            steps = round(train.steps * stream.unconditional_fraction) if stream.conditional_after else train.steps
+            phases.append(("pre-train (public, unconditional)", steps,
+                           _stream_batches(stream, train.batch_size, model.null_class, encode, seed)))
+        if stream is None or stream.conditional_after:
+            batches = _tensor_batches(encode(public.images), public.labels, train.batch_size, train.p_uncond,
+                                      model.null_class, gen)
+            if train.augmentation is not None:
+                if encoder is not None:
+                    raise ValueError("augmentation applies to pixel backbones only")
+                batches = ((augment(x0, train.augmentation, gen), y) for x0, y in batches)
+            phases.append(("pre-train (public)", train.steps - sum(p[1] for p in phases), batches))
+        started = time.perf_counter()
+        state = _train(model, phases, train, gen, device, progress)
+        train_seconds = time.perf_counter() - started
+        model.load_state_dict(state)
+        meta = {"key": fields, "pair": pair_name, "unet": config.to_dict(), "train": train.to_dict(), "seed": seed,
+                "format": CACHE_FORMAT, "n_public": len(public), "train_seconds": train_seconds}
+        atomic_torch_save({"state_dict": state, "meta": meta}, path)
+        return model.to(device).eval()
 
 
 def cached_meta(public: ImageSet, config: UNetConfig, train: PretrainConfig, *, pair_name: str, seed: int,

@@ -137,6 +137,14 @@ def run_config(request: RunRequest, resolved: Resolved, digest: str) -> dict:
     }
 
 
+def run_location(request: RunRequest, resolved: Resolved, digest: str) -> tuple[dict, str, Path]:
+    """The run's config, its config hash and the folder its record goes to (a sweep looks there before running)."""
+    config = run_config(request, resolved, digest)
+    config_hash = cache_key(config, length=10)
+    return config, config_hash, run_dir(request.out, resolved.pair.name, resolved.method.name, request.preset,
+                                        config_hash, request.epsilon, request.seed)
+
+
 def execute(registry: Registry, request: RunRequest, progress, data: PairData | None = None) -> RunOutcome:
     """Run one benchmark cell. Input errors raise RunInputError/UnknownNameError before anything is written;
     a failure after that writes a record with status "failed" and the reason (never samples)."""
@@ -164,9 +172,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
                                                          "private_train": data.private_train.images,
                                                          "private_test": data.private_test.images},
                                              digest, request.cache_dir))
-    config = run_config(request, resolved, digest)
-    config_hash = cache_key(config, length=10)
-    directory = run_dir(request.out, pair.name, method.name, request.preset, config_hash, request.epsilon, request.seed)
+    config, config_hash, directory = run_location(request, resolved, digest)
     checkpoints = CheckpointPlan(directory, request.checkpoint_every, {"config_hash": config_hash, "data_digest": digest},
                                  resume=request.resume)
     if request.resume:

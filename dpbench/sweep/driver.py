@@ -1,0 +1,85 @@
+"""A sweep from start to end: expand the grid, plan each cell (skip the done ones), run the rest on an executor
+with a progress bar over cells, and collect every cell's outcome."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dpbench.api.registry import Registry
+from dpbench.run.runner import RunRequest
+from dpbench.sweep.cell import CellJob, CellResult
+from dpbench.sweep.grid import expand_grid
+from dpbench.sweep.local import run_local
+from dpbench.sweep.plan import DONE, FAILED, CellPlan, plan_cells
+from dpbench.sweep.slurm import SlurmOptions, run_submitit
+from dpbench.sweep import summary
+
+LOCAL, SLURM = "local", "slurm"
+
+
+@dataclass
+class SweepRequest:
+    methods: list[str]
+    pairs: list[str]
+    epsilons: list[float]
+    seeds: list[int]
+    template: RunRequest  # everything a cell's `dpbench run` shares (preset, δ, out, cache, evaluators, ...)
+    overrides: dict[str, str] = field(default_factory=dict)
+    references: bool = False
+    retry_failed: bool = False
+    executor: str = LOCAL
+    jobs: int = 1
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+    submitit_cluster: str = "slurm"  # "local": submitit's LocalExecutor runs the array job here (tests, checks)
+
+
+def plan_sweep(registry: Registry, request: SweepRequest) -> list[CellPlan]:
+    """Every cell, checked and located; raises SweepInputError, UnknownNameError or DataMissingError (exit 2)
+    before anything runs or is written."""
+    cells = expand_grid(registry, methods=request.methods, pairs=request.pairs, epsilons=request.epsilons,
+                        seeds=request.seeds, overrides=request.overrides, references=request.references)
+    return plan_cells(registry, cells, request.template)
+
+
+def run_sweep(plans: list[CellPlan], request: SweepRequest, progress) -> list[summary.CellOutcome]:
+    """Run the cells that need it; returns one outcome per planned cell, in grid order."""
+    outcomes: dict[str, summary.CellOutcome] = {}
+    to_run = []
+    for plan in plans:
+        if plan.state == DONE:
+            outcomes[plan.cell.label] = summary.CellOutcome(plan.cell.label, summary.SKIPPED, run_dir=str(plan.run_dir))
+        elif plan.state == FAILED and not request.retry_failed:
+            outcomes[plan.cell.label] = summary.CellOutcome(
+                plan.cell.label, summary.FAILED, f"failed earlier (--retry-failed runs it again): {plan.earlier_error}",
+                str(plan.run_dir))
+        else:
+            to_run.append(plan)
+    if to_run:
+        task = progress.task(f"sweep: {len(to_run)} of {len(plans)} cells to run", total=len(to_run))
+        tally = {summary.DONE: 0, summary.FAILED: 0}
+        run_dirs = {plan.cell.label: str(plan.run_dir) for plan in to_run}
+
+        def on_result(result: CellResult) -> None:
+            status = summary.DONE if result.status == "done" else summary.FAILED
+            tally[status] += 1
+            outcomes[result.label] = summary.CellOutcome(result.label, status, result.reason, run_dirs[result.label],
+                                                         result.seconds)
+            progress.log(f"[dpbench sweep] {result.label}: {status} in {result.seconds:.0f} s"
+                         + (f": {result.reason}" if result.reason else ""))
+            task.advance(1, done=tally[summary.DONE], failed=tally[summary.FAILED])
+
+        jobs = [CellJob(plan.cell.label, plan.request, plan.run_dir) for plan in to_run]
+        if request.executor == SLURM:
+            folder = Path(request.template.out) / "submitit"
+            run_submitit(jobs, request.slurm, folder, on_result, cluster=request.submitit_cluster)
+        else:
+            run_local(jobs, request.jobs, on_result)
+        task.close()
+    return [outcomes[plan.cell.label] for plan in plans]
+
+
+def timed_sweep(plans: list[CellPlan], request: SweepRequest, progress) -> tuple[list[summary.CellOutcome], float]:
+    started = time.perf_counter()
+    outcomes = run_sweep(plans, request, progress)
+    return outcomes, time.perf_counter() - started
