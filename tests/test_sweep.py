@@ -1,0 +1,310 @@
+"""`dpbench sweep`: the grid runs as ordinary runs (same config hash and records as `dpbench run`), resumes by
+skipping completed cells, survives a failing cell, refuses bad input before anything runs, and runs the same
+way as a submitit array job; parallel runs build a shared cache entry once."""
+import json
+import math
+import multiprocessing
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dpbench.api.registry import load_registry
+from dpbench.cli import SUBMITIT_CLUSTER_ENV, main
+from dpbench.storage import cache_build_lock
+from dpbench.sweep.grid import SweepInputError, expand_grid, overrides_by_method
+from dpbench.sweep.slurm import SlurmOptions, executor_parameters, parse_slurm_time
+from tests.conftest import install_fake_distribution
+
+# Smoke cells cut to the bone: one DP step, a few DDIM steps, 20 synthetic images, accuracy only.
+TINY = ["--preset", "smoke", "--evaluator", "accuracy", "--set", "steps=1", "--set", "batch_size=16",
+        "--set", "ddim_steps=2", "--set", "samples_per_class=2"]
+
+FLAKY_PLUGIN = '''
+"""thirdparty-flaky: one DP-learned mean image per class, that fails on purpose at ε = 5, seed 1 while a marker
+file exists (a cell that breaks at run time, after its input was accepted)."""
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import dpbench
+
+
+@dataclass(frozen=True)
+class FlakySettings:
+    steps: int = dpbench.setting(2, "DP-SGD steps", minimum=1)
+    batch_size: int = dpbench.setting(64, "expected batch size", minimum=1)
+    samples_per_class: int = dpbench.setting(2, "synthetic images per class", minimum=1)
+    fail_marker: str = dpbench.setting("", "fail at eps 5, seed 1 while this file exists")
+
+
+class Means(torch.nn.Module):
+    def __init__(self, num_classes, image_shape):
+        super().__init__()
+        self.means = torch.nn.Parameter(torch.zeros(num_classes, *image_shape))
+
+    def forward(self, labels):
+        return self.means[labels]
+
+
+class MeanGenerator:
+    def __init__(self, means):
+        self.means = means
+
+    def sample(self, labels, seed, progress=None):
+        return ((self.means[labels.cpu()].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def loss(model_fn, example):
+    return 0.5 * ((model_fn(example["y"].unsqueeze(0))[0] - example["x"]) ** 2).sum()
+
+
+class Flaky(dpbench.Method):
+    name = "thirdparty-flaky"
+    description = "a mean-image method that fails on purpose in one cell"
+    produces = "generator"
+    reference = "tests"
+    Settings = FlakySettings
+
+    def settings(self, preset, pair):
+        return FlakySettings()
+
+    def train(self, ctx, settings):
+        if settings.fail_marker and Path(settings.fail_marker).exists() and ctx.epsilon == 5 and ctx.seed == 1:
+            raise RuntimeError("planned failure of this cell")
+        model = Means(ctx.private.num_classes, ctx.private.image_shape)
+        dp = dpbench.DPSettings(expected_batch_size=settings.batch_size, steps=settings.steps, max_grad_norm=1.0)
+        trainer = ctx.private_trainer(model, loss, lambda examples, generator: examples, dp,
+                                      prepare=lambda images: images.float() / 127.5 - 1)
+        with ctx.stage("finetune"):
+            trainer.run(torch.optim.SGD(model.parameters(), lr=1.0), ctx.progress)
+        means = model.means.detach().cpu()
+        return dpbench.MethodResult(artifact=MeanGenerator(means), trainable_parameters=means.numel(),
+                                    total_parameters=means.numel())
+
+
+@dpbench.hookimpl
+def dpbench_register_methods(register):
+    register(Flaky())
+'''
+
+
+def _sweep(out: Path, cache: Path, *args: str):
+    result = CliRunner().invoke(main, ["sweep", "--pairs", "digits-mnist", "--out", str(out), "--cache-dir", str(cache),
+                                       *args])
+    summary = json.loads(result.stdout) if "--json" in args and result.stdout.strip() else None
+    return result, summary
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) | {"_dir": p.parent} for p in sorted(out.rglob("record.json"))]
+
+
+@pytest.fixture
+def flaky_plugin(plugin_path, monkeypatch):
+    """The flaky method, visible to this process, to spawned pool workers (sys.path) and to submitit's job
+    processes (PYTHONPATH)."""
+    install_fake_distribution(plugin_path, "dpbench-flaky", "0.1.0", {"flaky": "thirdparty_flaky"},
+                              {"thirdparty_flaky": FLAKY_PLUGIN})
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")]))
+    return plugin_path
+
+
+# --- input checks, grid expansion, dry run: nothing runs ---------------------------------------------------------
+
+def test_unknown_set_key_exits_2_before_anything_runs(tmp_path):
+    result, _ = _sweep(tmp_path / "runs", tmp_path / "cache", "--methods", "dp-loda,dp-ldm", "--eps", "1",
+                       "--set", "rank=8", "--set", "no_such_key=1")
+    assert result.exit_code == 2
+    assert "no_such_key" in result.output and "no method in this sweep" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_key_goes_only_to_the_methods_that_have_it():
+    registry = load_registry()
+    per_method = overrides_by_method(registry, ["dp-loda", "public-only"], {"rank": "8", "ddim_steps": "3"})
+    assert per_method == {"dp-loda": {"rank": "8", "ddim_steps": "3"}, "public-only": {"ddim_steps": "3"}}
+    with pytest.raises(SweepInputError, match="'lr'"):
+        overrides_by_method(registry, ["public-only"], {"lr": "0.1"})
+
+
+def test_eps_inf_and_references_expand_the_grid():
+    registry = load_registry()
+    grid = dict(methods=["dp-loda", "dp-ldm"], pairs=["digits-mnist"], seeds=[0, 1], overrides={"rank": "8"})
+    plain = expand_grid(registry, epsilons=[1.0, math.inf], references=False, **grid)
+    assert len(plain) == 2 * 2 * 2 and {c.epsilon for c in plain} == {1.0, math.inf}
+
+    with_references = expand_grid(registry, epsilons=[1.0, math.inf], references=True, **grid)
+    # inf is already in the grid: no cell twice; each seed gets the public-only reference at ε = 0
+    assert len(with_references) == len(set(with_references)) == 2 * 2 * 2 + 2
+    references = [c for c in with_references if c.method == "public-only"]
+    assert [(c.epsilon, c.seed) for c in references] == [(0.0, 0), (0.0, 1)]
+    assert references[0].overrides == ()  # public-only has no `rank`
+
+    only_finite = expand_grid(registry, epsilons=[5.0], references=True, **grid)
+    assert sorted((c.method, c.epsilon) for c in only_finite if c.seed == 0) == [
+        ("dp-ldm", 5.0), ("dp-ldm", math.inf), ("dp-loda", 5.0), ("dp-loda", math.inf), ("public-only", 0.0)]
+
+
+def test_bad_eps_and_unknown_method_exit_2(tmp_path):
+    result, _ = _sweep(tmp_path / "runs", tmp_path / "cache", "--methods", "dp-loda", "--eps", "1,x")
+    assert result.exit_code == 2 and "'x' is not a number" in result.output
+    result, _ = _sweep(tmp_path / "runs", tmp_path / "cache", "--methods", "dp-lodaa", "--eps", "1")
+    assert result.exit_code == 2 and "dp-loda" in result.output  # did-you-mean
+    result, _ = _sweep(tmp_path / "runs", tmp_path / "cache", "--methods", "dp-loda", "--eps", "-1")
+    assert result.exit_code == 2 and "epsilon must be > 0" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_slurm_options():
+    assert [parse_slurm_time(t) for t in ("90", "1:30", "1:30:00", "2-00", "0-00:00:30")] == [90, 2, 90, 2880, 1]
+    with pytest.raises(SweepInputError):
+        parse_slurm_time("soon")
+    params = executor_parameters(SlurmOptions(partition="gpu", timeout_min=30, gpus_per_node=2, cpus_per_task=8,
+                                              array_parallelism=4))
+    assert params["slurm_partition"] == "gpu" and params["gpus_per_node"] == 2 and params["cpus_per_task"] == 8
+    assert params["slurm_array_parallelism"] == 4 and params["timeout_min"] == 30
+
+
+def test_dry_run_prints_costs_and_writes_nothing(tmp_path, shared_cache):
+    result, cells = _sweep(tmp_path / "runs", shared_cache, "--methods", "dp-loda,dp-ldm", "--eps", "1,inf",
+                           "--references", "--seeds", "0", "--preset", "smoke", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "runs").exists()
+    assert [c["cell"] for c in cells] == ["digits-mnist dp-loda eps=1 seed=0", "digits-mnist dp-loda eps=inf seed=0",
+                                          "digits-mnist dp-ldm eps=1 seed=0", "digits-mnist dp-ldm eps=inf seed=0",
+                                          "digits-mnist public-only eps=0 seed=0"]
+    loda = cells[0]
+    assert loda["would"] == "run" and loda["steps"] == 4 and loda["samples"] == 200
+    assert loda["step_seconds_measured"] > 0  # from benchmarks/RESULTS.md
+    assert cells[-1]["steps"] == 0
+
+
+# --- the smoke grid, locally: 2 methods x 3 eps x 2 seeds, --jobs 2 -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def smoke_grid(tmp_path_factory, shared_cache):
+    """One cell run first by `dpbench run`, then the 12-cell grid by `dpbench sweep --jobs 2`, then again."""
+    out = tmp_path_factory.mktemp("sweep") / "runs"
+    single = CliRunner().invoke(main, ["run", "--method", "dp-loda", "--pair", "digits-mnist", "--eps", "5",
+                                       "--seed", "1", "--out", str(out), "--cache-dir", str(shared_cache), *TINY])
+    assert single.exit_code == 0, single.output
+    grid = ["--methods", "dp-loda,dp-ldm", "--eps", "1,5,10", "--seeds", "0,1", "--jobs", "2", "--json", *TINY]
+    started = time.perf_counter()
+    first = _sweep(out, shared_cache, *grid)
+    first_seconds = time.perf_counter() - started
+    second = _sweep(out, shared_cache, *grid)
+    return out, first, second, first_seconds
+
+
+def test_smoke_grid_completes_with_jobs_2(smoke_grid):
+    out, (result, summary), _, seconds = smoke_grid
+    assert result.exit_code == 0, result.output
+    # the cell `dpbench run` made is found under the same config hash and skipped; the other 11 ran
+    assert summary["counts"] == {"done": 11, "skipped": 1, "failed": 0}, summary
+    skipped = [c for c in summary["cells"] if c["status"] == "skipped"]
+    assert [c["label"] for c in skipped] == ["digits-mnist dp-loda eps=5 seed=1"]
+    records = _records(out)
+    assert len(records) == 12 and all(r["status"] == "completed" for r in records)
+    assert sorted((r["method"]["name"], r["privacy"]["epsilon_target"], r["seed"]) for r in records) == sorted(
+        (m, e, s) for m in ("dp-loda", "dp-ldm") for e in (1, 5, 10) for s in (0, 1))
+    assert {r["method"]["overrides"]["steps"] for r in records} == {"1"}
+    for r in records:
+        if r["_dir"] != Path(skipped[0]["run_dir"]):
+            assert "[dpbench]" in (r["_dir"] / "stderr.log").read_text()  # the cell's progress lines
+    assert "sweep: 11 of 12 cells to run" in result.stderr  # the progress over cells
+    print(f"12-cell smoke grid, --jobs 2: {seconds:.0f} s")
+
+
+def test_smoke_grid_run_again_skips_everything(smoke_grid):
+    out, _, (result, summary), _ = smoke_grid
+    assert result.exit_code == 0, result.output
+    assert summary["counts"] == {"done": 0, "skipped": 12, "failed": 0}
+    assert len(_records(out)) == 12
+
+
+# --- a failing cell ----------------------------------------------------------------------------------------------
+
+def test_one_failing_cell_leaves_the_others_and_is_retried_only_when_asked(flaky_plugin, tmp_path, shared_cache):
+    marker = tmp_path / "fail-now"
+    marker.touch()
+    out = tmp_path / "runs"
+    grid = ["--methods", "thirdparty-flaky", "--eps", "1,5", "--seeds", "0,1", "--preset", "smoke",
+            "--evaluator", "accuracy", "--set", f"fail_marker={marker}", "--jobs", "2", "--json"]
+
+    result, summary = _sweep(out, shared_cache, *grid)
+    assert result.exit_code == 1, result.output
+    assert summary["counts"] == {"done": 3, "skipped": 0, "failed": 1}
+    failed = [c for c in summary["cells"] if c["status"] == "failed"]
+    assert failed[0]["label"] == "digits-mnist thirdparty-flaky eps=5 seed=1"
+    assert "RuntimeError: planned failure of this cell" in failed[0]["reason"]
+    statuses = sorted((r["privacy"]["epsilon_target"], r["seed"], r["status"]) for r in _records(out))
+    assert statuses == [(1, 0, "completed"), (1, 1, "completed"), (5, 0, "completed"), (5, 1, "failed")]
+
+    table = CliRunner().invoke(main, ["sweep", "--pairs", "digits-mnist", "--out", str(out), "--cache-dir",
+                                      str(shared_cache), *grid[:-1]])  # the summary table, not JSON
+    assert table.exit_code == 1
+    assert "failed earlier" in table.stdout and "planned failure" in table.stdout
+
+    marker.unlink()  # the cause is fixed; a plain rerun still leaves the failed cell alone
+    result, summary = _sweep(out, shared_cache, *grid)
+    assert result.exit_code == 1 and summary["counts"] == {"done": 0, "skipped": 3, "failed": 1}
+    assert "--retry-failed" in summary["cells"][3]["reason"]
+
+    result, summary = _sweep(out, shared_cache, *grid, "--retry-failed")
+    assert result.exit_code == 0, result.output
+    assert summary["counts"] == {"done": 1, "skipped": 3, "failed": 0}
+    assert all(r["status"] == "completed" for r in _records(out))
+    log = (out / Path(summary["cells"][3]["run_dir"]).relative_to(out) / "stderr.log").read_text()
+    assert log.count("=== dpbench sweep:") == 2 and "planned failure" in log  # both attempts, appended
+
+
+# --- the submitit path --------------------------------------------------------------------------------------------
+
+def test_submitit_array_job_runs_the_grid_with_logs_beside_records(flaky_plugin, tmp_path, shared_cache, monkeypatch):
+    """`--executor slurm` through submitit's LocalExecutor: the same pickled array tasks Slurm would run."""
+    monkeypatch.setenv(SUBMITIT_CLUSTER_ENV, "local")
+    out = tmp_path / "runs"
+    result, summary = _sweep(out, shared_cache, "--methods", "thirdparty-flaky,dp-loda", "--eps", "1",
+                             "--seeds", "0", "--executor", "slurm", "--slurm-time", "10", "--json", *TINY)
+    assert result.exit_code == 0, result.output
+    assert summary["counts"] == {"done": 2, "skipped": 0, "failed": 0}
+    records = _records(out)
+    assert sorted(r["method"]["name"] for r in records) == ["dp-loda", "thirdparty-flaky"]
+    for r in records:
+        assert r["status"] == "completed"
+        assert "[dpbench]" in (r["_dir"] / "stderr.log").read_text()
+        assert (r["_dir"] / "stdout.log").read_text().startswith("=== dpbench sweep:")
+    assert list((out / "submitit").glob("*.pkl")), "submitit's own job files"
+
+
+# --- the cache lock -----------------------------------------------------------------------------------------------
+
+def _build_entry(entry: str, log: str, barrier, locked: bool) -> None:
+    barrier.wait()  # both processes ask for the entry at the same moment
+    with cache_build_lock(Path(entry)) if locked else nullcontext():
+        if not Path(entry).exists():
+            with open(log, "a") as handle:
+                handle.write("built\n")
+            time.sleep(0.3)  # the build takes a while
+            Path(entry).write_text("weights")
+
+
+@pytest.mark.parametrize("locked, builds", [(True, 1), (False, 2)], ids=["with-lock", "without-lock-control"])
+def test_two_processes_build_a_cache_entry_once(tmp_path, locked, builds):
+    entry, log = tmp_path / "cache" / "entry.pt", tmp_path / "builds.log"
+    entry.parent.mkdir()
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(2)
+    workers = [context.Process(target=_build_entry, args=(str(entry), str(log), barrier, locked)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+        assert worker.exitcode == 0
+    assert log.read_text().count("built") == builds
+    assert entry.read_text() == "weights"
