@@ -229,3 +229,17 @@ def test_csv_has_a_row_per_cell_with_mean_interval_and_seeds(tmp_path):
 def test_an_unknown_format_is_refused(tmp_path):
     with pytest.raises(ValueError, match="format"):
         build_leaderboard(None, tmp_path, fmt="pdf")
+
+
+def test_the_command_merges_repeated_runs_options_in_the_format_asked(tmp_path):
+    from click.testing import CliRunner
+
+    from dpbench.cli import main
+
+    _grid([_record("dp-loda", 10.0, 0, 50.0, 0.8)], tmp_path / "node1")
+    _grid([_record("dp-loda", 10.0, 1, 60.0, 0.9)], tmp_path / "node2")
+    result = CliRunner().invoke(main, ["leaderboard", "--runs", str(tmp_path / "node1"), "--runs",
+                                       str(tmp_path / "node2"), "--output", str(tmp_path / "board"), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    (row,) = list(csv.DictReader((tmp_path / "board" / "LEADERBOARD.csv").open()))
+    assert row["seeds"] == "2" and float(row["accuracy_mean"]) == pytest.approx(0.85)
