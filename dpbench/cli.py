@@ -93,27 +93,15 @@ def main() -> None:
 def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, overrides, data_root, download, cache_dir,
         rebuild_backbone, allow_large_delta, rng, secure_rng, resume, checkpoint_every, as_json, nproc):
     """Fine-tune METHOD on PAIR under (EPS, DELTA)-DP, evaluate it, and write its record."""
-    from dpbench.privacy.distributed import launched_world_size
     from dpbench.run.progress import make_progress
     from dpbench.run.runner import RunInputError, RunRequest, execute
-
-    world_size = launched_world_size()
-    if world_size > 1 and nproc not in (1, world_size):
-        raise click.UsageError(f"--nproc {nproc} inside a torchrun world of {world_size} processes")
-    if nproc > 1 and world_size == 1:
-        if resume:
-            raise click.UsageError("--resume is single-process only: a data-parallel run keeps no checkpoints")
-        from dpbench.run.launch import given_arguments, torchrun
-
-        if download:
-            _download(load_registry().pair(pair), data_root)
-        sys.exit(torchrun(nproc, ["run", *given_arguments(click.get_current_context(), ("nproc", "download"))]))
 
     request = RunRequest(method=method, pair=pair, epsilon=epsilon, delta=delta, seed=seed, preset=preset, out=out,
                          device=device, cache_dir=cache_dir, data_root=data_root,
                          evaluators=list(evaluators) or None, overrides=dict(_parse_override(o) for o in overrides),
                          rebuild_backbone=rebuild_backbone, allow_large_delta=allow_large_delta,
-                         rng="secure" if secure_rng else rng, resume=resume, checkpoint_every=checkpoint_every)
+                         rng="secure" if secure_rng else rng, resume=resume, checkpoint_every=checkpoint_every,
+                         nproc=nproc)
     registry = load_registry()
     _report_broken_plugins(registry)
     try:

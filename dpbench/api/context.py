@@ -11,6 +11,7 @@ from torch import nn
 
 from dpbench.api.types import Backbone, Classifier, Generator, Progress, Scope
 from dpbench.data.types import ImageSet, PairSpec
+from dpbench.privacy.distributed import SINGLE, World
 
 if TYPE_CHECKING:
     from dpbench.api.registry import Registry
@@ -45,11 +46,12 @@ class MethodContext:
     def __init__(self, *, pair: PairSpec, public: ImageSet, public_info: dict, private: PrivateSplit | None,
                  books: "PrivacyBooks | None", registry: "Registry", epsilon: float, delta: float, seed: int,
                  device: torch.device, preset: str, progress: Progress, cache_dir: Path,
-                 rebuild_backbone: bool = False) -> None:
+                 rebuild_backbone: bool = False, world: World = SINGLE) -> None:
         self.pair, self.public, self.public_info, self.private = pair, public, public_info, private
         self.epsilon, self.delta, self.seed, self.device = epsilon, delta, seed, device
         self.preset, self.progress, self.cache_dir = preset, progress, Path(cache_dir)
         self.rebuild_backbone = rebuild_backbone  # ignore shipped backbones and train them locally
+        self.world = world  # the data-parallel processes this run trains on (one in a plain run)
         self.stage_seconds: dict[str, float] = {}
         self.__books = books
         self.__registry = registry
@@ -74,8 +76,10 @@ class MethodContext:
         return self.__books.open(model, loss, make_batch, settings, prepare=prepare, budget_share=budget_share)
 
     def backbone(self, name: str) -> Backbone:
-        """The registered backbone `name`, pre-trained on the public split (cached)."""
-        return self.__registry.backbone(name).build(self)
+        """The registered backbone `name`, pre-trained on the public split (cached). With several processes, rank 0
+        pre-trains and caches it first; the others then read the cache."""
+        with self.world.leader_first():
+            return self.__registry.backbone(name).build(self)
 
     def scope(self, name: str) -> Scope:
         return self.__registry.scope(name)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dpbench.data.types import ImageSet
+from dpbench.privacy.distributed import SINGLE, World
 from dpbench.privacy.engine import DPSettings, MakeBatch, PerExampleLoss, PrivateTrainer
 from dpbench.privacy.ledger import PrivacyLedger
 
@@ -18,8 +19,9 @@ class PrivacyBooks:
     """Keeps the private training split and every engine opened on it, for one run at (ε, δ)."""
 
     def __init__(self, private_train: ImageSet, *, epsilon: float, delta: float, device: torch.device, seed: int,
-                 rng: str = "seeded", checkpoints=None, audit=None) -> None:
+                 rng: str = "seeded", checkpoints=None, audit=None, world: World = SINGLE) -> None:
         self.__private = private_train
+        self.world = world  # a privacy.distributed.World: this process's rank among data-parallel replicas
         self.audit = audit  # a privacy.audit.AuditSettings: canaries go into the run's first DP stage
         self.checkpoints = checkpoints  # a privacy.checkpoint.CheckpointPlan, or None
         self.epsilon, self.delta, self.device, self.seed, self.rng = epsilon, delta, device, seed, rng
@@ -54,7 +56,7 @@ class PrivacyBooks:
                                  private_y=self.__private.labels, epsilon=target, delta=self.delta,
                                  device=self.device, seed=self.seed, stage=len(self.trainers), prior=prior, rng=self.rng,
                                  checkpoints=self.checkpoints, audit=self.audit if not self.trainers else None,
-                                 budget_share=budget_share)
+                                 budget_share=budget_share, world=self.world)
         self.share_used += budget_share
         self.trainers.append(trainer)
         return trainer

@@ -9,6 +9,9 @@ example's function, so one example's clipped contribution is <= C whatever K is.
 The engine owns the private examples and its noise generator. A method supplies the per-example loss and a
 batch function, which receives the step's examples and a generator of its own. Every privatised gradient is
 counted in the same call that computes it.
+
+Under torchrun the engine is one of N data-parallel replicas (privacy.distributed): it samples only its shard,
+the clipped sums are summed over the world and the noise is drawn once, on rank 0.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from torch.func import functional_call, grad, vmap
 from dpbench.privacy.accountant import ACCOUNTANTS, DEFAULT_ACCOUNTANT, calibrate_noise, epsilon_of_history
 from dpbench.privacy.audit import AuditSettings, GradientCanaries
 from dpbench.privacy.checkpoint import CheckpointMismatchError, CheckpointPlan
+from dpbench.privacy.distributed import SINGLE, World
 from dpbench.privacy.ledger import PrivacyStage
 from dpbench.privacy.randomness import engine_randomness
 from dpbench.seeds import stream_seed
@@ -114,8 +118,12 @@ class PrivateTrainer:
                  private_x: torch.Tensor, private_y: torch.Tensor, epsilon: float, delta: float,
                  device: torch.device, seed: int, stage: int = 0, prior=(), budget_share: float = 1.0,
                  rng: str = "seeded", checkpoints: CheckpointPlan | None = None,
-                 audit: AuditSettings | None = None) -> None:
-        self.model, self.device = model, device
+                 audit: AuditSettings | None = None, world: World = SINGLE) -> None:
+        if world.is_distributed and (audit is not None or checkpoints is not None):
+            raise ValueError("audit canaries and resume checkpoints are single-process only")
+        world.copy_leader_model(model)  # every replica starts from rank 0's weights
+        self.model, self.device, self.world = model, device, world
+        self.__shard = world.shard(len(private_y))
         self.__settings = settings
         self._make_batch = make_batch
         self.__x, self.__y = private_x.to(device), private_y.to(device)
@@ -134,11 +142,13 @@ class PrivateTrainer:
         self.trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
         if not self.trainable:
             raise ValueError("the model has no trainable parameters")
-        self.__randomness = engine_randomness(rng, seed, stage, device)  # noise and sampling
+        replica = (world.rank, world.size) if world.is_distributed else None
+        self.__randomness = engine_randomness(rng, seed, stage, device, replica)  # noise and sampling
         self.stage, self._checkpoints, self.resumed_from_step = stage, checkpoints, 0
         self.rng = rng
         # the method's own; it decides no privacy-relevant draw, so it stays seeded
-        self.batch_generator = torch.Generator(device=device).manual_seed(stream_seed(seed, "dp", stage, "batch"))
+        self.batch_generator = torch.Generator(device=device).manual_seed(
+            stream_seed(seed, "dp", stage, "batch", *(("replica", *replica) if replica else ())))
         self.canaries = None if audit is None else GradientCanaries(
             audit, sum(p.numel() for p in self.trainable.values()),
             torch.Generator().manual_seed(stream_seed(seed, "audit", stage)))
@@ -182,9 +192,10 @@ class PrivateTrainer:
         return self._per_example_grads(params, batch)
 
     def _sample_indices(self) -> torch.Tensor:
-        """Poisson sampling: each private example joins the batch independently with the sample rate."""
-        mask = self.__randomness.uniform(self.n_private) < self.__plan.sample_rate
-        return mask.nonzero().flatten()
+        """Poisson sampling: each private example of this replica's shard (the whole split in a single process)
+        joins the batch independently with the sample rate."""
+        mask = self.__randomness.uniform(len(self.__shard)) < self.__plan.sample_rate
+        return self.__shard[mask]
 
     def _privatised_gradient(self) -> dict[str, torch.Tensor]:
         """One step's released gradient: sum of clipped per-example grads + noise, over the expected batch size.
@@ -193,28 +204,19 @@ class PrivateTrainer:
             raise RuntimeError("the planned number of DP steps is spent; more steps would exceed the ledger")
         self.__steps_done += 1
         indices = self._sample_indices().to(self.__y.device)
-        self.batch_sizes.append(len(indices))
-        total = {n: torch.zeros_like(p) for n, p in self.trainable.items()}
-        # K draws per example multiply activation memory by K, so the chunk shrinks by K to keep it flat.
-        chunk = max(1, self.settings.physical_batch_size // self.settings.noise_multiplicity)
-        for start in range(0, len(indices), chunk):
-            idx = indices[start:start + chunk]
-            batch = self._make_batch({"x": self.__x[idx], "y": self.__y[idx]}, self.batch_generator)
-            grads = self.per_example_grads({k: v.to(self.device) for k, v in batch.items()})
-            grads, bad = zero_nonfinite(grads)
-            self.nonfinite_examples += int(bad.sum())
-            if self.private:
-                grads, _ = clip_and_sum(grads, self.__plan.max_grad_norm)
-            else:
-                grads = {n: g.sum(0) for n, g in grads.items()}
-            for n in total:
-                total[n] += grads[n]
+        total, nonfinite = self._clipped_sum(indices)
+        batch_size, nonfinite = self.world.sum_counts(len(indices), nonfinite)
+        self.batch_sizes.append(batch_size)
+        self.nonfinite_examples += nonfinite
+        total = self.world.sum(total)
         if self.canaries is not None:
             data_sum = torch.cat([g.reshape(-1) for g in total.values()])[self.canaries.coordinates]
             total = self._add_canaries(total)
         if self.private:
-            total = add_gaussian_noise(total, self.__plan.noise_multiplier, self.__plan.max_grad_norm,
-                                       self.__randomness)
+            summed = total
+            total = self.world.drawn_once(lambda: add_gaussian_noise(summed, self.__plan.noise_multiplier,
+                                                                     self.__plan.max_grad_norm, self.__randomness),
+                                          like=summed)
         if self.canaries is not None:
             # The auditor reads each canary's coordinate of the released sum, less the real examples' part: DP's
             # adversary may know every other record, so removing their (known) contribution is a fair attack,
@@ -224,8 +226,29 @@ class PrivateTrainer:
         if self.private:
             denominator = self.__plan.sample_rate * self.n_private
         else:
-            denominator = max(len(indices), 1)
+            denominator = max(batch_size, 1)
         return {n: g / denominator for n, g in total.items()}
+
+    def _clipped_sum(self, indices: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+        """The sum of the clipped per-example gradients of the examples `indices` (plain gradients when not
+        private), and how many of them were zeroed for a non-finite gradient."""
+        total = {n: torch.zeros_like(p) for n, p in self.trainable.items()}
+        nonfinite = 0
+        # K draws per example multiply activation memory by K, so the chunk shrinks by K to keep it flat.
+        chunk = max(1, self.settings.physical_batch_size // self.settings.noise_multiplicity)
+        for start in range(0, len(indices), chunk):
+            idx = indices[start:start + chunk]
+            batch = self._make_batch({"x": self.__x[idx], "y": self.__y[idx]}, self.batch_generator)
+            grads = self.per_example_grads({k: v.to(self.device) for k, v in batch.items()})
+            grads, bad = zero_nonfinite(grads)
+            nonfinite += int(bad.sum())
+            if self.private:
+                grads, _ = clip_and_sum(grads, self.__plan.max_grad_norm)
+            else:
+                grads = {n: g.sum(0) for n, g in grads.items()}
+            for n in total:
+                total[n] += grads[n]
+        return total, nonfinite
 
     def _add_canaries(self, total: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The audit's Dirac canaries: each member is Poisson-sampled like a private example and adds its clipped
@@ -277,6 +300,7 @@ class PrivateTrainer:
                 task.advance(1, **({"eps": self.epsilon_so_far()} if report else {}))
         if task:
             task.close()
+        self.world.check_identical(self.trainable)
 
     def _plan_key(self) -> dict:
         return dataclasses.asdict(self.__plan)

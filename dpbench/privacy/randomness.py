@@ -26,9 +26,12 @@ RECORD_LABEL = {"seeded": "seeded (simulation)", "os-seeded": "os-seeded", "secu
 class TorchRandomness:
     """Noise and sampling from two torch generators (seeded from the run seed, or from the OS)."""
 
-    def __init__(self, kind: str, seed: int, stage: int, device: torch.device) -> None:
+    def __init__(self, kind: str, seed: int, stage: int, device: torch.device,
+                 replica: tuple[int, int] | None = None) -> None:
         if kind == "seeded":
-            noise_seed, sampling_seed = stream_seed(seed, "dp", stage, "noise"), stream_seed(seed, "dp", stage, "sampling")
+            # each data-parallel replica (rank, world size) samples its own shard from a stream of its own
+            sampling = ("sampling", "replica", *replica) if replica else ("sampling",)
+            noise_seed, sampling_seed = stream_seed(seed, "dp", stage, "noise"), stream_seed(seed, "dp", stage, *sampling)
         else:
             noise_seed, sampling_seed = (int.from_bytes(os.urandom(8), "little") >> 1 for _ in range(2))
         self.kind = kind
@@ -79,7 +82,8 @@ class SecureRandomness:
         pass
 
 
-def engine_randomness(kind: str, seed: int, stage: int, device: torch.device):
+def engine_randomness(kind: str, seed: int, stage: int, device: torch.device, replica: tuple[int, int] | None = None):
+    """`replica` is (rank, world size) for one of several data-parallel processes, None in a single process."""
     if kind not in RNG_KINDS:
         raise ValueError(f"rng must be one of {RNG_KINDS}, got '{kind}'")
-    return SecureRandomness() if kind == "secure" else TorchRandomness(kind, seed, stage, device)
+    return SecureRandomness() if kind == "secure" else TorchRandomness(kind, seed, stage, device, replica)

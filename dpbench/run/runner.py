@@ -26,9 +26,11 @@ from dpbench.privacy.accountant import DEFAULT_ACCOUNTANT, validate_ledger
 from dpbench.privacy.audit import AuditSettings
 from dpbench.privacy.books import PrivacyBooks
 from dpbench.privacy.checkpoint import CheckpointMismatchError, CheckpointPlan
+from dpbench.privacy.distributed import join_launched_world, launched_world_size
 from dpbench.privacy.randomness import RECORD_LABEL, RNG_KINDS
 from dpbench.privacy.ledger import PrivacyLedger
-from dpbench.run.records import SAMPLES_NAME, SCHEMA_VERSION, run_dir, write_record
+from dpbench.run.progress import SilentProgress
+from dpbench.run.records import SAMPLES_NAME, SCHEMA_VERSION, decode_number, run_dir, write_record
 from dpbench.run.synthetic import save_synthetic
 from dpbench.seeds import stream_seed
 from dpbench.storage import cache_key, tensor_digest
@@ -62,12 +64,13 @@ class RunRequest:
     resume: bool = False  # continue DP training from the run folder's checkpoints
     checkpoint_every: int = 50  # DP steps between checkpoints
     audit: AuditSettings | None = None  # an audit run: canaries in the first DP stage, no sampling or evaluation
+    nproc: int = 1  # data-parallel processes on this node; > 1 relaunches the run under torchrun (run/launch.py)
 
 
 @dataclass
 class RunOutcome:
     record: dict
-    record_path: Path
+    record_path: Path | None  # None on a data-parallel rank other than 0: only rank 0 writes
     ok: bool
 
 
@@ -155,7 +158,14 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
     if request.audit is not None and not (method.trains_on_private and 0 < request.epsilon < math.inf):
         raise RunInputError(f"an audit needs a method that trains on private data at a finite ε > 0; got "
                             f"'{method.name}' at ε = {request.epsilon:g}")
-    device = resolve_device(request.device)
+    _check_world_size(request)
+    if request.nproc > 1 and launched_world_size() == 1:
+        return _run_under_torchrun(request)
+    try:
+        world, device = join_launched_world(resolve_device(request.device))  # world size 1 unless under torchrun
+    except ValueError as exc:
+        raise RunInputError(str(exc)) from None
+    progress = progress if world.is_leader else SilentProgress()
     if data is None:
         try:
             data = pair.load(request.data_root)  # DataMissingError propagates: nothing written yet
@@ -168,10 +178,11 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
     except BadPairDataError as exc:
         raise RunInputError(str(exc)) from None
     digest = data_digest(data)
-    overlap = overlap_summary(cached_overlap(pair.name, {"public": data.public_train.images,
-                                                         "private_train": data.private_train.images,
-                                                         "private_test": data.private_test.images},
-                                             digest, request.cache_dir))
+    with world.leader_first():  # rank 0 fills the cache, the others read it
+        overlap = overlap_summary(cached_overlap(pair.name, {"public": data.public_train.images,
+                                                             "private_train": data.private_train.images,
+                                                             "private_test": data.private_test.images},
+                                                 digest, request.cache_dir))
     config, config_hash, directory = run_location(request, resolved, digest)
     checkpoints = CheckpointPlan(directory, request.checkpoint_every, {"config_hash": config_hash, "data_digest": digest},
                                  resume=request.resume)
@@ -180,7 +191,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
             checkpoints.check_all()
         except CheckpointMismatchError as exc:
             raise RunInputError(str(exc)) from None
-    else:
+    elif world.is_leader:
         checkpoints.clear()  # a killed earlier attempt's state; this run starts over
     origin = registry.origin.get(f"method:{method.name}")
     warnings = list(data.info.get("warnings", []))
@@ -206,19 +217,20 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
                  "n_private_train": n_private, "n_private_test": len(data.private_test), "overlap": overlap,
                  "info": _plain_info(data.info)},
         "preset": request.preset, "seed": request.seed, "config_hash": config_hash, "config": config,
-        "warnings": warnings,
+        "world_size": world.size, "warnings": warnings,
         "privacy": {"epsilon_target": request.epsilon, "delta": request.delta, "large_delta": large_delta},
         "metrics": {}, "cost": {}, "env": _env(device), "started_at": _now(), "finished_at": None,
     }
     books = PrivacyBooks(data.private_train, epsilon=request.epsilon, delta=request.delta, device=device,
-                         seed=request.seed, rng=request.rng, checkpoints=checkpoints, audit=request.audit) \
+                         seed=request.seed, rng=request.rng, audit=request.audit, world=world,
+                         checkpoints=None if world.is_distributed else checkpoints) \
         if method.trains_on_private else None
     private = PrivateSplit(n_private, tuple(data.private_train.images.shape[1:]), pair.num_classes) \
         if method.trains_on_private else None
     ctx = MethodContext(pair=pair, public=data.public_train, public_info=dict(data.info), private=private,
                         books=books, registry=registry, epsilon=request.epsilon, delta=request.delta,
                         seed=request.seed, device=device, preset=request.preset, progress=progress,
-                        cache_dir=Path(request.cache_dir), rebuild_backbone=request.rebuild_backbone)
+                        cache_dir=Path(request.cache_dir), rebuild_backbone=request.rebuild_backbone, world=world)
     reset_peak_memory(device)
     samples = labels = None
     try:
@@ -237,6 +249,8 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
                              "private": ledger.is_private and ledger.steps > 0,
                              "nonfinite_examples": books.nonfinite_examples if books is not None else 0,
                              **{k: v for k, v in ledger.to_dict().items() if k not in ("epsilon_target", "delta")}}
+        if not world.is_leader:  # trained its share; rank 0 samples, evaluates and writes
+            return RunOutcome(record=record, record_path=None, ok=True)
         if request.audit is not None:  # the audit's model is its own: no samples, no evaluation
             record["audit"] = books.trainers[0].canaries.result(request.epsilon, request.delta)
         elif method.produces == "generator":
@@ -260,6 +274,8 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
         record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(limit=8)}
         record["cost"] = record["cost"] or {"wall_seconds": dict(ctx.stage_seconds)}
     record["finished_at"] = _now()
+    if not world.is_leader:
+        return RunOutcome(record=record, record_path=None, ok=False)
     if record["status"] == "completed" and samples is not None:
         record["synthetic"] = save_synthetic(directory, samples, labels)
         save_sample_grid(samples, labels, pair.num_classes, directory / SAMPLES_NAME)
@@ -267,6 +283,38 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
     if record["status"] == "completed":
         checkpoints.clear()  # they hold generator state: as secret as the noise, and no longer needed
     return RunOutcome(record=record, record_path=path, ok=record["status"] == "completed")
+
+
+def _check_world_size(request: RunRequest) -> None:
+    """Refuse what a data-parallel run does not support, before anything is launched or written."""
+    world_size = launched_world_size()
+    if isinstance(request.nproc, bool) or not isinstance(request.nproc, int) or request.nproc < 1:
+        raise RunInputError(f"nproc must be an int >= 1, got {request.nproc!r}")
+    if world_size > 1 and request.nproc not in (1, world_size):
+        raise RunInputError(f"nproc {request.nproc} inside a torchrun world of {world_size} processes")
+    if max(request.nproc, world_size) == 1:
+        return
+    if request.audit is not None:
+        raise RunInputError("an audit runs in one process: its canaries are not sharded over data-parallel ranks; "
+                            "run it without --nproc or torchrun")
+    if request.resume:
+        raise RunInputError("--resume is single-process only: a data-parallel run keeps no checkpoints; start it "
+                            "again without --resume")
+
+
+def _run_under_torchrun(request: RunRequest) -> RunOutcome:
+    """The request as `nproc` torchrun processes; rank 0's record, as it wrote it."""
+    from dpbench.run.launch import record_path, run_under_torchrun
+
+    record, code = run_under_torchrun(request)
+    if record is None:
+        raise RunInputError(f"the {request.nproc}-process run exited with code {code} without a record; its "
+                            "errors are above")
+    privacy = record["privacy"]
+    for key in ("epsilon_target", "epsilon"):
+        if key in privacy:
+            privacy[key] = decode_number(privacy[key])
+    return RunOutcome(record=record, record_path=record_path(request, record), ok=record["status"] == "completed")
 
 
 def evaluate_all(evaluators, eval_ctx: EvalContext, stage_seconds: dict[str, float]) -> dict:
