@@ -14,8 +14,11 @@ from click.testing import CliRunner
 
 from dpbench.api.registry import load_registry
 from dpbench.cli import SUBMITIT_CLUSTER_ENV, main
+from dpbench.run.runner import RunRequest
 from dpbench.storage import cache_build_lock
+from dpbench.sweep.driver import SweepRequest, cell_jobs
 from dpbench.sweep.grid import SweepInputError, expand_grid, overrides_by_method
+from dpbench.sweep.plan import CellPlan, cell_request
 from dpbench.sweep.slurm import SlurmOptions, executor_parameters, parse_slurm_time
 from tests.conftest import install_fake_distribution
 
@@ -168,6 +171,18 @@ def test_slurm_options():
                                               array_parallelism=4))
     assert params["slurm_partition"] == "gpu" and params["gpus_per_node"] == 2 and params["cpus_per_task"] == 8
     assert params["slurm_array_parallelism"] == 4 and params["timeout_min"] == 30
+
+
+def test_several_gpus_per_node_make_each_slurm_cell_data_parallel(tmp_path):
+    registry = load_registry()
+    template = RunRequest(method="", pair="", epsilon=0.0, preset="smoke", out=tmp_path / "runs")
+    request = SweepRequest(methods=["dp-loda"], pairs=["digits-mnist"], epsilons=[1.0], seeds=[0], template=template)
+    cells = expand_grid(registry, methods=["dp-loda"], pairs=["digits-mnist"], epsilons=[1.0], seeds=[0],
+                        overrides={}, references=False)
+    plans = [CellPlan(cell, cell_request(template, cell), tmp_path, "hash", None, 10) for cell in cells]
+    assert [job.request.nproc for job in cell_jobs(plans, request)] == [1]
+    request.executor, request.slurm = "slurm", SlurmOptions(gpus_per_node=4)
+    assert [job.request.nproc for job in cell_jobs(plans, request)] == [4]
 
 
 def test_dry_run_prints_costs_and_writes_nothing(tmp_path, shared_cache):

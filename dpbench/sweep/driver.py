@@ -2,18 +2,19 @@
 with a progress bar over cells, and collect every cell's outcome."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpbench.api.registry import Registry
 from dpbench.run.runner import RunRequest
+from dpbench.sweep import summary
 from dpbench.sweep.cell import CellJob, CellResult
 from dpbench.sweep.grid import expand_grid
 from dpbench.sweep.local import run_local
 from dpbench.sweep.plan import DONE, FAILED, CellPlan, plan_cells
 from dpbench.sweep.slurm import SlurmOptions, run_submitit
-from dpbench.sweep import summary
 
 LOCAL, SLURM = "local", "slurm"
 
@@ -69,7 +70,7 @@ def run_sweep(plans: list[CellPlan], request: SweepRequest, progress) -> list[su
                          + (f": {result.reason}" if result.reason else ""))
             task.advance(1, done=tally[summary.DONE], failed=tally[summary.FAILED])
 
-        jobs = [CellJob(plan.cell.label, plan.request, plan.run_dir) for plan in to_run]
+        jobs = cell_jobs(to_run, request)
         if request.executor == SLURM:
             folder = Path(request.template.out) / "submitit"
             run_submitit(jobs, request.slurm, folder, on_result, cluster=request.submitit_cluster)
@@ -77,6 +78,14 @@ def run_sweep(plans: list[CellPlan], request: SweepRequest, progress) -> list[su
             run_local(jobs, request.jobs, on_result)
         task.close()
     return [outcomes[plan.cell.label] for plan in plans]
+
+
+def cell_jobs(plans: list[CellPlan], request: SweepRequest) -> list[CellJob]:
+    """What each executor task gets. On Slurm with several GPUs per node, a cell trains data-parallel on all of
+    them: `nproc` = GPUs relaunches it under torchrun (not hashed, so the cell's folder does not change)."""
+    gpus = request.slurm.gpus_per_node if request.executor == SLURM else 0
+    nproc = gpus if gpus > 1 else 1
+    return [CellJob(plan.cell.label, dataclasses.replace(plan.request, nproc=nproc), plan.run_dir) for plan in plans]
 
 
 def timed_sweep(plans: list[CellPlan], request: SweepRequest, progress) -> tuple[list[summary.CellOutcome], float]:

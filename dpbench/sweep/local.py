@@ -13,6 +13,7 @@ from dpbench.sweep.cell import FAILED, CellJob, CellResult, run_cell
 def run_local(jobs: list[CellJob], workers: int, on_result: Callable[[CellResult], None]) -> None:
     """Run `jobs` on `workers` processes, calling `on_result` as each cell ends. Each worker gets an equal
     share of the cores for torch, so N workers do not each start a thread per core."""
+    workers = min(workers, len(jobs))  # a worker costs an interpreter start and a data load: none left idle
     threads = max(1, (os.cpu_count() or 1) // workers)
     jobs = [replace(job, torch_threads=job.torch_threads or threads) for job in jobs]
     # spawn, not fork: a forked child of a process that has used torch's thread pools can hang

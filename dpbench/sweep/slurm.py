@@ -83,9 +83,5 @@ def _result(handle, job: CellJob) -> CellResult:
         return handle.result()
     except Exception as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return CellResult(job.label, FAILED, f"{cluster_job(handle)} ended without a result: {type(exc).__name__}: "
+        return CellResult(job.label, FAILED, f"job {handle.job_id} ended without a result: {type(exc).__name__}: "
                           f"{first_line}", None, 0.0)
-
-
-def cluster_job(handle) -> str:
-    return f"job {getattr(handle, 'job_id', '?')}"
