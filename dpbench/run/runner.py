@@ -29,6 +29,7 @@ from dpbench.privacy.checkpoint import CheckpointMismatchError, CheckpointPlan
 from dpbench.privacy.distributed import join_launched_world, launched_world_size
 from dpbench.privacy.randomness import RECORD_LABEL, RNG_KINDS
 from dpbench.privacy.ledger import PrivacyLedger
+from dpbench.privacy.per_example.choice import TABLE as PER_EXAMPLE_TABLE
 from dpbench.run.progress import SilentProgress
 from dpbench.run.records import SAMPLES_NAME, SCHEMA_VERSION, decode_number, run_dir, write_record
 from dpbench.run.synthetic import save_synthetic
@@ -137,6 +138,9 @@ def run_config(request: RunRequest, resolved: Resolved, digest: str) -> dict:
         "evaluators": {e.name: e.settings(request.preset) for e in resolved.evaluators},
         **({"rng": request.rng} if request.rng != "seeded" else {}),  # seeded runs keep their earlier hashes
         **({"audit": request.audit.to_dict()} if request.audit is not None else {}),
+        # the per-example gradient implementation per scope: a resumed run keeps the one it started with; a table
+        # of torch.func's alone (the engine before issue 12) keeps the earlier hashes
+        **({"per_example": dict(PER_EXAMPLE_TABLE)} if set(PER_EXAMPLE_TABLE.values()) != {"vmap"} else {}),
     }
 
 
