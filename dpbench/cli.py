@@ -94,7 +94,7 @@ def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, ove
         rebuild_backbone, allow_large_delta, rng, secure_rng, resume, checkpoint_every, as_json, nproc):
     """Fine-tune METHOD on PAIR under (EPS, DELTA)-DP, evaluate it, and write its record."""
     from dpbench.run.progress import make_progress
-    from dpbench.run.runner import RunInputError, RunRequest, execute
+    from dpbench.run.runner import LaunchedRunError, RunInputError, RunRequest, execute
 
     request = RunRequest(method=method, pair=pair, epsilon=epsilon, delta=delta, seed=seed, preset=preset, out=out,
                          device=device, cache_dir=cache_dir, data_root=data_root,
@@ -114,6 +114,9 @@ def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, ove
     except DataMissingError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
+    except LaunchedRunError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
     record = outcome.record
     if outcome.record_path is None:  # a data-parallel rank other than 0: rank 0 reports the run
         sys.exit(0 if outcome.ok else 1)

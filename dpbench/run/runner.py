@@ -41,6 +41,10 @@ class RunInputError(ValueError):
     """Bad user input, found before anything is written (CLI exit 2)."""
 
 
+class LaunchedRunError(RuntimeError):
+    """The processes of a `nproc` > 1 run ended without a record (CLI exit 1)."""
+
+
 class NoPrivateStepError(RuntimeError):
     """A method that trains on private data returned without taking a single private step."""
 
@@ -312,8 +316,8 @@ def _run_under_torchrun(request: RunRequest) -> RunOutcome:
 
     record, code = run_under_torchrun(request)
     if record is None:
-        raise RunInputError(f"the {request.nproc}-process run exited with code {code} without a record; its "
-                            "errors are above")
+        raise LaunchedRunError(f"the {request.nproc}-process run ended (torchrun exit code {code}) without a "
+                               "record; the processes' errors are above")
     privacy = record["privacy"]
     for key in ("epsilon_target", "epsilon"):
         if key in privacy:
