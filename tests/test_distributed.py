@@ -58,8 +58,8 @@ def _private_split():
     return load_digits_mnist().private_train
 
 
-def _books(world: World) -> PrivacyBooks:
-    return PrivacyBooks(_private_split(), epsilon=EPSILON, delta=DELTA, device=torch.device("cpu"), seed=0, world=world)
+def _books(world: World, epsilon: float = EPSILON) -> PrivacyBooks:
+    return PrivacyBooks(_private_split(), epsilon=epsilon, delta=DELTA, device=torch.device("cpu"), seed=0, world=world)
 
 
 def _open(books: PrivacyBooks, loss, steps: int):
@@ -71,12 +71,12 @@ def _open(books: PrivacyBooks, loss, steps: int):
     return books.open(model, loss, lambda examples, generator: examples, settings, prepare=prepare)
 
 
-def _train(world: World) -> dict:
-    books = _books(world)
+def _train(world: World, epsilon: float = EPSILON) -> dict:
+    books = _books(world, epsilon)
     trainer = _open(books, _cross_entropy, steps=8)
     trainer.run(torch.optim.SGD(list(trainer.trainable.values()), lr=0.5))
     ledger = books.ledger("rdp")
-    return {"ledger": ledger.to_dict(), "epsilon": validate_ledger(ledger, epsilon_target=EPSILON, delta=DELTA,
+    return {"ledger": ledger.to_dict(), "epsilon": validate_ledger(ledger, epsilon_target=epsilon, delta=DELTA,
                                                                   n_private=books.n_private),
             "batch_sizes": trainer.batch_sizes, "params": {n: p.detach().clone() for n, p in trainer.trainable.items()}}
 
@@ -122,7 +122,7 @@ def _worker(rank: int, size: int, store: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size)
     try:
         world = current_world()
-        result = {"train": _train(world), "fixed": _fixed_step(world), "noise": _released_noise(world),
+        result = {"train": _train(world), "non_private": _train(world, math.inf), "fixed": _fixed_step(world), "noise": _released_noise(world),
                   "shards": _sampled_shards(world)}
         # the bug this design avoids: every rank adds its own noise and the noisy sums are all-reduced
         original = World.drawn_once
@@ -157,8 +157,10 @@ def test_two_processes_spend_the_same_epsilon_and_ledger_as_one(ranks, single):
 
 
 def test_the_replicas_stay_identical(ranks, single):
-    first, second = (r["train"]["params"] for r in ranks)
-    assert all(torch.equal(first[n], second[n]) for n in first)
+    for run in ("train", "non_private"):  # noised by rank 0, and at ε = inf summed without noise
+        first, second = (r[run]["params"] for r in ranks)
+        assert all(torch.equal(first[n], second[n]) for n in first), run
+    first = ranks[0]["train"]["params"]
     assert not all(torch.equal(first[n], single["params"][n]) for n in first)  # not one process's model: own samples
 
 

@@ -53,7 +53,7 @@ class World:
         if not self.is_distributed:
             return tensors
         flat = torch.cat([t.reshape(-1) for t in tensors.values()])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        _in_place(dist.all_reduce, flat, op=dist.ReduceOp.SUM)
         return _unflatten(flat, tensors)
 
     def sum_counts(self, *counts: int) -> tuple[int, ...]:
@@ -76,7 +76,7 @@ class World:
         if not self.is_distributed:
             return tensors
         flat = torch.cat([t.reshape(-1) for t in tensors.values()])
-        dist.broadcast(flat, src=LEADER)
+        _in_place(dist.broadcast, flat, src=LEADER)
         return _unflatten(flat, tensors)
 
     def copy_leader_model(self, model: torch.nn.Module) -> None:
@@ -86,7 +86,7 @@ class World:
         with torch.no_grad():
             for tensor in [*model.parameters(), *model.buffers()]:
                 if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype in (torch.int64, torch.int32):
-                    dist.broadcast(tensor.data, src=LEADER)
+                    _in_place(dist.broadcast, tensor.data, src=LEADER)
 
     def check_identical(self, tensors: dict[str, torch.Tensor]) -> None:
         """Raise unless every rank holds bit-identical `tensors` (compared through the leader's broadcast)."""
@@ -153,6 +153,18 @@ def _collective_device() -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def _in_place(collective, tensor: torch.Tensor, **kwargs) -> None:
+    """Run `collective` on `tensor` in place, through a copy on the GPU when the backend is nccl and the tensor is
+    not there (e.g. a model the method left on the CPU); gloo takes tensors where they are."""
+    device = _collective_device()
+    if device.type == "cpu" or tensor.device == device:
+        collective(tensor, **kwargs)
+        return
+    moved = tensor.to(device)
+    collective(moved, **kwargs)
+    tensor.copy_(moved)
 
 
 def _unflatten(flat: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
