@@ -14,6 +14,7 @@ from dpbench.models.diffusion import DiffusionSchedule
 from dpbench.models.unet import ClassConditionalUNet, UNetConfig
 from dpbench.privacy import engine
 from dpbench.privacy.engine import DPSettings, PrivateTrainer
+from dpbench.privacy.per_example import IMPLEMENTATIONS
 
 torch.set_num_threads(2)
 K = 4
@@ -35,7 +36,8 @@ def _examples(n: int, k: int, seed: int = 0):
     return {"x0": x0, "t": t, "noise": noise, "y": y}
 
 
-def _signal_only_trainer(data: dict[str, torch.Tensor], k: int, physical: int, chunks: list[int]) -> PrivateTrainer:
+def _signal_only_trainer(data: dict[str, torch.Tensor], k: int, physical: int, chunks: list[int],
+                         implementation: str = "vmap") -> PrivateTrainer:
     """An engine over len(data) private examples at sample rate 1, with its noise turned off.
 
     The engine's private "images" are the examples' indices, so make_batch can look up each example's fixed
@@ -48,12 +50,13 @@ def _signal_only_trainer(data: dict[str, torch.Tensor], k: int, physical: int, c
         return {name: value[examples["x"]] for name, value in data.items()}
 
     settings = DPSettings(expected_batch_size=n, steps=1, max_grad_norm=C, noise_multiplicity=k,
-                          physical_batch_size=physical)
+                          physical_batch_size=physical, per_example=implementation)
     trainer = PrivateTrainer(_tiny_unet(), diffusion_example_loss(DiffusionSchedule()), make_batch, settings,
                              private_x=torch.arange(n), private_y=data["y"][:, 0], epsilon=10.0, delta=1e-5,
                              device=torch.device("cpu"), seed=0)
     assert trainer.plan.sample_rate == 1.0  # every example is in the batch
     assert trainer.plan.noise_multiplicity == k
+    assert trainer.plan.per_example == implementation
     return trainer
 
 
@@ -63,10 +66,10 @@ def signal_only(monkeypatch):
     monkeypatch.setattr(engine, "add_gaussian_noise", lambda summed, *args, **kwargs: summed)
 
 
-def _summed_clipped_gradient(n: int, k: int, physical: int = 8) -> dict[str, torch.Tensor]:
+def _summed_clipped_gradient(n: int, k: int, implementation: str, physical: int = 8) -> dict[str, torch.Tensor]:
     data = {name: value[:n] for name, value in _examples(8, k).items()}  # the first n of one fixed dataset
     chunks: list[int] = []
-    trainer = _signal_only_trainer(data, k, physical, chunks)
+    trainer = _signal_only_trainer(data, k, physical, chunks, implementation)
     gradient = trainer._privatised_gradient()
     assert sum(chunks) == n == trainer.batch_sizes[0]
     assert max(chunks) <= max(1, physical // k)  # memory stays flat in K: chunks shrink K-fold
@@ -74,11 +77,12 @@ def _summed_clipped_gradient(n: int, k: int, physical: int = 8) -> dict[str, tor
     return {name: g * n for name, g in gradient.items()}  # undo the division by the expected batch size
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("k", [1, K])
-def test_one_example_contributes_at_most_c_whatever_k(k):
+def test_one_example_contributes_at_most_c_whatever_k(k, implementation):
     n = 5
-    without = _summed_clipped_gradient(n, k)
-    with_extra = _summed_clipped_gradient(n + 1, k)
+    without = _summed_clipped_gradient(n, k, implementation)
+    with_extra = _summed_clipped_gradient(n + 1, k, implementation)
     contribution = torch.cat([(with_extra[name] - without[name]).flatten() for name in without]).norm().item()
     assert contribution <= C * (1 + 1e-3)
     assert contribution >= 0.99 * C  # the example is clipped to exactly C, not silently dropped
@@ -94,7 +98,8 @@ def test_k_draws_are_averaged_inside_the_example():
     assert value_k.item() == pytest.approx(value_1.item(), rel=1e-5)
 
 
-def test_the_tempting_implementation_would_fail_the_bound():
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_the_tempting_implementation_would_fail_the_bound(implementation):
     """Repeating each example K times as K rows and clipping each row: the extra example adds K*C, not C."""
     def repeated(n):
         data = _examples(8, 1)
@@ -103,7 +108,7 @@ def test_the_tempting_implementation_would_fail_the_bound():
 
     def summed(n):
         data = repeated(n)
-        trainer = _signal_only_trainer(data, 1, 64, [])  # one chunk: the K rows of an example clipped apart
+        trainer = _signal_only_trainer(data, 1, 64, [], implementation)  # one chunk: the K rows of an example clipped apart
         gradient = trainer._privatised_gradient()
         return {name: g * len(data["x0"]) for name, g in gradient.items()}
 

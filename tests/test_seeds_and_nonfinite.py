@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from dpbench.privacy.engine import DPSettings, PrivateTrainer, clip_and_sum, zero_nonfinite
+from dpbench.privacy.per_example import IMPLEMENTATIONS, with_batched_form
 from dpbench.seeds import stream_seed
 
 STREAMS = [("dp", 0, "noise"), ("dp", 0, "sampling"), ("dp", 0, "batch"), ("dp", 1, "noise"), ("method",),
@@ -67,3 +68,29 @@ def test_the_engine_counts_nonfinite_examples_and_releases_a_finite_gradient():
     released = [trainer._privatised_gradient()["weight"] for _ in range(3)]
     assert all(torch.isfinite(g).all() for g in released)
     assert trainer.nonfinite_examples == 3  # sample rate 1: example 7 was in every step, zeroed each time
+
+
+def _linear_batched_loss(model, batch):
+    return model(batch["x"]).sum(1)
+
+
+@with_batched_form(_linear_batched_loss)
+def _linear_loss(model_fn, example):
+    return model_fn(example["x"].unsqueeze(0)).sum()
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("kind", [math.nan, math.inf])
+def test_every_implementation_counts_nonfinite_examples_and_releases_a_finite_gradient(implementation, kind):
+    """Ghost clipping never materialises per-example gradients: it finds the bad example by its norm."""
+    torch.manual_seed(0)
+    x = torch.randn(40, 3)
+    x[7, 1] = kind  # one hostile record
+    trainer = PrivateTrainer(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)), _linear_loss,
+                             lambda examples, generator: examples,
+                             DPSettings(expected_batch_size=40, steps=3, max_grad_norm=1.0, per_example=implementation),
+                             private_x=x, private_y=torch.zeros(40, dtype=torch.long), epsilon=10.0, delta=1e-5,
+                             device=torch.device("cpu"), seed=0)
+    released = [trainer._privatised_gradient() for _ in range(3)]
+    assert all(torch.isfinite(g).all() for step in released for g in step.values())
+    assert trainer.nonfinite_examples == 3

@@ -10,8 +10,14 @@ from dpbench.api.context import MethodContext
 from dpbench.models.classifiers import predict
 from dpbench.models.diffusion import to_model_range
 from dpbench.privacy.engine import DPSettings
+from dpbench.privacy.per_example import with_batched_form
 
 
+def classifier_batch_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return F.cross_entropy(model(batch["x"]), batch["y"], reduction="none")
+
+
+@with_batched_form(classifier_batch_loss)
 def classifier_example_loss(model_fn, example: dict[str, torch.Tensor]) -> torch.Tensor:
     logits = model_fn(example["x"].unsqueeze(0))
     return F.cross_entropy(logits, example["y"].unsqueeze(0))

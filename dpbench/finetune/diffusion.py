@@ -14,11 +14,22 @@ from dpbench.api.context import MethodContext
 from dpbench.models.diffusion import DiffusionSchedule, ddim_sample, diffusion_loss, drop_labels, to_model_range
 from dpbench.models.sampling_form import for_sampling
 from dpbench.privacy.engine import DPSettings
+from dpbench.privacy.per_example import with_batched_form
 
 
 def diffusion_example_loss(schedule: DiffusionSchedule):
-    """The per-example loss for the engine: mean diffusion loss over the example's K draws."""
+    """The per-example loss for the engine: mean diffusion loss over the example's K draws. Its batched form runs
+    the B examples' K draws as B*K rows, example-major, and averages each example's K rows."""
 
+    def batched(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        b, k = batch["t"].shape
+        shape = batch["x0"].shape[1:]
+        x0 = batch["x0"].unsqueeze(1).expand(b, k, *shape).reshape(b * k, *shape)
+        rows = diffusion_loss(model, x0, batch["t"].reshape(-1), batch["noise"].reshape(b * k, *shape),
+                              batch["y"].reshape(-1), schedule)
+        return rows.view(b, k).mean(1)
+
+    @with_batched_form(batched)
     def loss(model_fn, example: dict[str, torch.Tensor]) -> torch.Tensor:
         k = example["t"].shape[0]
         x0 = example["x0"].unsqueeze(0).expand(k, *example["x0"].shape)

@@ -1,10 +1,11 @@
 """The core's DP-SGD engine, shared by every method. Methods get one from their run context, never build one.
 
-Poisson sampling over the private split, per-example gradients of the trainable parameters only
-(torch.func: functional_call + vmap(grad)), clipping to C, Gaussian noise sigma*C, sigma calibrated by
-Opacus's accountant. torch.func was chosen by measurement (fastest or close for the full, LoRA and LoDA
-scopes on CPU; see benchmarks/RESULTS.md) and because it averages noise-multiplicity draws inside one
-example's function, so one example's clipped contribution is <= C whatever K is.
+Poisson sampling over the private split, per-example gradients of the trainable parameters only, clipping to
+C, Gaussian noise sigma*C, sigma calibrated by Opacus's accountant. How the clipped sum of a physical batch is
+computed (torch.func's vmap, layer hooks, or ghost clipping with book-keeping) is privacy.per_example's, chosen
+per scope by measurement (privacy.per_example.choice) or by DPSettings.per_example; every implementation
+averages the noise-multiplicity draws inside one example before clipping, so one example's clipped
+contribution is <= C whatever K is.
 
 The engine owns the private examples and its noise generator. A method supplies the per-example loss and a
 batch function, which receives the step's examples and a generator of its own. Every privatised gradient is
@@ -22,13 +23,16 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, vmap
 
 from dpbench.privacy.accountant import ACCOUNTANTS, DEFAULT_ACCOUNTANT, calibrate_noise, epsilon_of_history
 from dpbench.privacy.audit import AuditSettings, GradientCanaries
 from dpbench.privacy.checkpoint import CheckpointMismatchError, CheckpointPlan
 from dpbench.privacy.distributed import SINGLE, World
 from dpbench.privacy.ledger import PrivacyStage
+from dpbench.privacy.per_example import base as clipping
+from dpbench.privacy.per_example import build as build_per_example
+from dpbench.privacy.per_example.choice import AUTO, CHOICES, resolve_implementation
+from dpbench.privacy.per_example.vmap import VmapGradients
 from dpbench.privacy.randomness import engine_randomness
 from dpbench.seeds import stream_seed
 from dpbench.version import removed
@@ -50,7 +54,8 @@ class DPSettings:
     max_grad_norm: float
     accountant: str = DEFAULT_ACCOUNTANT
     noise_multiplicity: int = 1  # K draws per example, averaged before clipping
-    physical_batch_size: int = 64  # examples per vmap chunk; bounds memory, not privacy
+    physical_batch_size: int = 64  # examples per chunk; bounds memory, not privacy
+    per_example: str = AUTO  # per-example gradient implementation: "auto" (by scope) or one of IMPLEMENTATIONS
 
     def __post_init__(self) -> None:
         if self.accountant not in ACCOUNTANTS:
@@ -61,6 +66,8 @@ class DPSettings:
                 raise ValueError(f"{key} must be an int >= 1, got {value!r}")
         if not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
+        if self.per_example not in CHOICES:
+            raise ValueError(f"per_example must be one of {CHOICES}, got '{self.per_example}'")
 
 
 def zero_nonfinite(per_example: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -78,20 +85,14 @@ def zero_nonfinite(per_example: dict[str, torch.Tensor]) -> tuple[dict[str, torc
     return cleaned, bad
 
 
-def clip_factors(norms: torch.Tensor, max_grad_norm: float) -> torch.Tensor:
-    """The factor that scales each example's gradient to norm <= C (1 for a gradient already inside)."""
-    return (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+clip_factors = clipping.clip_factors
 
 
 def clip_and_sum(per_example: dict[str, torch.Tensor], max_grad_norm: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Zero non-finite examples, clip each example's whole gradient (all parameters together) to norm <= C and
-    sum over the batch. Returns the sum and the per-example norms after zeroing."""
-    per_example, _ = zero_nonfinite(per_example)
-    flat = torch.cat([g.reshape(g.shape[0], -1) for g in per_example.values()], dim=1)
-    norms = flat.norm(dim=1)
-    factors = clip_factors(norms, max_grad_norm)
-    summed = {name: torch.einsum("b,b...->...", factors, g) for name, g in per_example.items()}
-    return summed, norms
+    sum over the batch. Returns the sum and the per-example norms (0 for a zeroed example)."""
+    result = clipping.clip_and_sum(per_example, max_grad_norm)
+    return result.summed, result.norms
 
 
 def add_gaussian_noise(summed: dict[str, torch.Tensor], noise_multiplier: float, max_grad_norm: float,
@@ -134,11 +135,13 @@ class PrivateTrainer:
         sample_rate = min(1.0, settings.expected_batch_size / self.n_private)
         sigma = calibrate_noise(epsilon, delta, sample_rate, settings.steps, settings.accountant, prior=self._prior) \
             if self.private else 0.0
+        implementation = resolve_implementation(settings.per_example, model, loss)
         self.__plan = PrivacyStage(noise_multiplier=sigma, sample_rate=sample_rate,
                                  expected_batch_size=settings.expected_batch_size, steps=settings.steps,
                                  planned_steps=settings.steps,
                                  max_grad_norm=settings.max_grad_norm if self.private else None,
-                                 noise_multiplicity=settings.noise_multiplicity, budget_share=budget_share)
+                                 noise_multiplicity=settings.noise_multiplicity, budget_share=budget_share,
+                                 per_example=implementation)
         self.trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
         if not self.trainable:
             raise ValueError("the model has no trainable parameters")
@@ -156,15 +159,8 @@ class PrivateTrainer:
         self.nonfinite_examples = 0  # examples zeroed for a NaN/inf gradient; a count over the whole run
         self.batch_sizes: list[int] = []
 
-        frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
-        buffers = dict(model.named_buffers())
-
-        def example_loss(params: dict[str, torch.Tensor], example: dict[str, torch.Tensor]) -> torch.Tensor:
-            def model_fn(*inputs: torch.Tensor) -> torch.Tensor:
-                return functional_call(model, ({**frozen, **params}, buffers), inputs)
-            return loss(model_fn, example)
-
-        self._per_example_grads = vmap(grad(example_loss), in_dims=(None, 0))
+        self.per_example = build_per_example(implementation, model, loss)  # computes each chunk's clipped sum
+        self._vmap = VmapGradients(model, loss)
 
     @property
     def settings(self) -> DPSettings:
@@ -188,8 +184,9 @@ class PrivateTrainer:
         return dataclasses.replace(self.__plan, steps=self.__steps_done)
 
     def per_example_grads(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        params = {n: p.detach() for n, p in self.trainable.items()}
-        return self._per_example_grads(params, batch)
+        """The batch's per-example gradients, materialised by torch.func (for inspection; steps use
+        self.per_example, which may never materialise them)."""
+        return self._vmap.per_example_grads(batch)
 
     def _sample_indices(self) -> torch.Tensor:
         """Poisson sampling: each private example of this replica's shard (the whole split in a single process)
@@ -217,6 +214,8 @@ class PrivateTrainer:
             total = self.world.drawn_once(lambda: add_gaussian_noise(summed, self.__plan.noise_multiplier,
                                                                      self.__plan.max_grad_norm, self.__randomness),
                                           like=summed)
+        else:
+            total = self.world.from_leader(total)  # every replica applies rank 0's sum, bit for bit
         if self.canaries is not None:
             # The auditor reads each canary's coordinate of the released sum, less the real examples' part: DP's
             # adversary may know every other record, so removing their (known) contribution is a fair attack,
@@ -239,15 +238,11 @@ class PrivateTrainer:
         for start in range(0, len(indices), chunk):
             idx = indices[start:start + chunk]
             batch = self._make_batch({"x": self.__x[idx], "y": self.__y[idx]}, self.batch_generator)
-            grads = self.per_example_grads({k: v.to(self.device) for k, v in batch.items()})
-            grads, bad = zero_nonfinite(grads)
-            nonfinite += int(bad.sum())
-            if self.private:
-                grads, _ = clip_and_sum(grads, self.__plan.max_grad_norm)
-            else:
-                grads = {n: g.sum(0) for n, g in grads.items()}
+            result = self.per_example.clipped_sum({k: v.to(self.device) for k, v in batch.items()},
+                                                  self.__plan.max_grad_norm if self.private else None)
+            nonfinite += int(result.nonfinite.sum())
             for n in total:
-                total[n] += grads[n]
+                total[n] += result.summed[n]
         return total, nonfinite
 
     def _add_canaries(self, total: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

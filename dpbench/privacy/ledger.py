@@ -22,6 +22,7 @@ class PrivacyStage:
     max_grad_norm: float | None
     noise_multiplicity: int = 1
     budget_share: float = 1.0
+    per_example: str = "vmap"  # how the per-example clipped sum was computed (privacy.per_example); not accounted
 
     def history_entry(self) -> tuple[float, float, int]:
         """The (sigma, q, steps) triple Opacus's accountants compose."""

@@ -1,0 +1,46 @@
+"""Which per-example gradient implementation a DP engine uses: per scope, from a measured table, or as set.
+
+The table is the fastest correct implementation per scope in
+`python benchmarks/dp_step.py --k 1 4 --json` (CPU, batch 64, the default preset's models; benchmarks/RESULTS.md,
+"DP step by implementation (issue 12)"). It is part of every run's config hash (dpbench.run.runner.run_config),
+so a resumed run uses the implementation it started with, and the one used is recorded in each ledger stage.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from dpbench.models.unet import ClassConditionalUNet
+from dpbench.privacy.per_example import IMPLEMENTATIONS, supports
+
+AUTO = "auto"
+CHOICES = (AUTO, *IMPLEMENTATIONS)
+
+# scope -> implementation; see the module docstring for the benchmark behind it.
+TABLE = {"full": "vmap", "attention": "vmap", "lora": "vmap", "loda": "ghost", "classifier": "vmap"}
+
+
+def scope_of(model: nn.Module) -> str:
+    """The scope the trainable parameter set is: adapters by their parameter names, "full" for a diffusion
+    U-Net trained whole, "classifier" for any other model trained whole, "attention" for any other part."""
+    params = dict(model.named_parameters())
+    trainable = [name for name, p in params.items() if p.requires_grad]
+    for adapter in ("loda", "lora"):
+        if trainable and all(f"{adapter}_" in name for name in trainable):
+            return adapter
+    if len(trainable) == len(params):
+        return "full" if isinstance(model, ClassConditionalUNet) else "classifier"
+    return "attention"
+
+
+def resolve_implementation(setting: str, model: nn.Module, loss) -> str:
+    """The implementation for `setting` ("auto": the table's for the model's scope, or "vmap" where the table's
+    cannot handle this model or loss; otherwise the named one, which must support them)."""
+    if setting == AUTO:
+        chosen = TABLE[scope_of(model)]
+        return chosen if supports(chosen, model, loss) else "vmap"
+    if setting not in IMPLEMENTATIONS:
+        raise ValueError(f"per_example must be one of {CHOICES}, got '{setting}'")
+    if not supports(setting, model, loss):
+        raise ValueError(f"the '{setting}' per-example implementation cannot handle this model or loss (it needs "
+                         f"a loss with a batched form and layers with a per-example rule); use 'vmap'")
+    return setting

@@ -1,0 +1,207 @@
+"""Layer-wise per-example gradients from one ordinary batched forward and backward.
+
+A forward hook on every layer that owns a trainable parameter keeps its input a and output; one backward of the
+summed per-example losses gives each layer's output gradient g, row by row. Example b's gradient of a layer is
+built from its rows alone (K consecutive rows when the loss averages K draws: the K rows are summed, i.e. the
+gradient of the mean over K, before the norm is taken), so clipping is per example, never per row.
+
+- hooks (ghost=False): every layer's per-example gradient is materialised by Opacus's grad samplers, the
+  per-layer maths of Opacus's hooks.
+- ghost (ghost=True): for Linear and Conv2d layers, per layer, whichever is cheaper: the ghost norm
+  ||sum_t g_t a_t^T||^2 = <a a^T, g g^T> without the per-example gradient (Goodfellow 2015; Li et al. 2022,
+  "Large language models can be strong differentially private learners"), or the per-example gradient
+  itself (Bu et al. 2022, "Scalable and efficient training of large convolutional neural networks with
+  differential privacy": mixed ghost clipping). The clipped sum is then sum_b w_b g_b^T a_b, one matmul on the
+  kept a and g with no second backward (Bu et al. 2023, "Differentially private optimization on large model
+  at small cost": book-keeping). Other layer types (GroupNorm, Embedding) are materialised as in hooks.
+
+A non-finite example is handled through its norm: any NaN/inf in its rows makes its norm non-finite, so it gets
+weight 0 and its rows of a and g are zeroed before the weighted sum (0 * inf would be NaN).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from opacus.grad_sample.grad_sample_module import GradSampleModule
+from torch import nn
+
+from dpbench.privacy.per_example.base import ClippedSum, example_weights, zero_rows
+
+GRAD_SAMPLERS = GradSampleModule.GRAD_SAMPLERS  # nn.Module type -> Opacus's per-example gradient rule
+
+
+def _trainable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, m) for name, m in model.named_modules()
+            if any(p.requires_grad for p in m.parameters(recurse=False))]
+
+
+def unsupported_parameters(model: nn.Module) -> list[str]:
+    """Trainable parameters owned by a layer type without a per-example rule (Opacus's grad samplers)."""
+    out = []
+    for name, m in _trainable_layers(model):
+        if type(m) not in GRAD_SAMPLERS or (isinstance(m, nn.Conv2d) and m.padding_mode != "zeros"):
+            out += [f"{name}.{p}" for p, v in m.named_parameters(recurse=False) if v.requires_grad]
+    return out
+
+
+class LayerwiseGradients:
+    def __init__(self, model: nn.Module, batched_loss, *, ghost: bool) -> None:
+        self.model, self.batched_loss, self.ghost = model, batched_loss, ghost
+        self.name = "ghost" if ghost else "hooks"
+        self.layers = _trainable_layers(model)
+        self.trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+    def clipped_sum(self, batch: dict[str, torch.Tensor], max_grad_norm: float | None) -> ClippedSum:
+        seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def keep(name):
+            def hook(module, inputs, output):
+                if name in seen:
+                    raise ValueError(f"layer '{name}' ran twice in one forward; use the 'vmap' implementation")
+                seen[name] = (inputs[0].detach(), output)
+            return hook
+
+        handles = [m.register_forward_hook(keep(name)) for name, m in self.layers]
+        try:
+            with torch.enable_grad():
+                losses = self.batched_loss(self.model, batch)
+        finally:
+            for h in handles:
+                h.remove()
+        examples = losses.shape[0]
+        names = [name for name, _ in self.layers if name in seen]
+        outs = torch.autograd.grad(losses.sum(), [seen[n][1] for n in names], allow_unused=True)
+        rules = []
+        for (name, module), out_grad in zip([(n, dict(self.layers)[n]) for n in names], outs):
+            a, out = seen[name]
+            g = torch.zeros_like(out) if out_grad is None else out_grad.detach()
+            if a.shape[0] % examples or g.shape[0] != a.shape[0]:
+                raise ValueError(f"layer '{name}' sees {a.shape[0]} rows for {examples} examples: rows must be "
+                                 f"K per example, example-major")
+            rules.append((name, _rule(module, a, g, examples, self.ghost)))
+        norms_sq = sum(rule.squared_norms() for _, rule in rules)
+        weights, norms, bad = example_weights(norms_sq, max_grad_norm)
+        summed = {}
+        for name, rule in rules:
+            for param, value in rule.weighted_sum(weights, bad).items():
+                summed[f"{name}.{param}" if name else param] = value
+        for name, p in self.trainable.items():  # a layer the loss never reached has gradient 0
+            summed.setdefault(name, torch.zeros_like(p))
+        return ClippedSum(summed, norms, bad)
+
+
+def _rule(module, a, g, examples, ghost):
+    if ghost and type(module) is nn.Linear:
+        return _LinearRule(module, a.reshape(examples, -1, a.shape[-1]), g.reshape(examples, -1, g.shape[-1]))
+    if ghost and type(module) is nn.Conv2d and module.groups == 1 and not isinstance(module.padding, str):
+        return _ConvRule(module, a, g, examples)
+    return _MaterialisedRule(module, a, g, examples)
+
+
+class _MaterialisedRule:
+    """The per-example gradients themselves, by Opacus's grad sampler for the layer type, K rows summed."""
+
+    def __init__(self, module, a, g, examples):
+        samples = GRAD_SAMPLERS[type(module)](module, [a], g)
+        by_param = {id(p): n for n, p in module.named_parameters(recurse=False)}
+        self.grads = {by_param[id(p)]: s.reshape(examples, -1, *s.shape[1:]).sum(1) for p, s in samples.items()}
+
+    def squared_norms(self):
+        return sum(torch.linalg.vector_norm(s.flatten(1), dim=1).square() for s in self.grads.values())
+
+    def weighted_sum(self, weights, bad):
+        return {n: (weights @ zero_rows(s, bad).flatten(1)).view(s.shape[1:]) for n, s in self.grads.items()}
+
+
+class _LinearRule:
+    """A layer that is a matmul per position: out_t = W a_t (+ b), with a (B, T, p) and g (B, T, o), the T
+    positions of an example's K rows together. Conv2d is one after unfolding."""
+
+    def __init__(self, module, a, g):
+        self.module, self.a, self.g = module, a, g
+        t, p, o = a.shape[1], a.shape[2], g.shape[2]
+        self.per_example = None
+        if t * (p + o) >= p * o:  # ghost costs T^2 (p + o) per example, the per-example gradient T p o
+            self.per_example = torch.einsum("bto,btp->bop", g, a)
+
+    def squared_norms(self):
+        w = self.module.weight
+        total = 0
+        if w.requires_grad:
+            if self.per_example is not None:
+                total = torch.linalg.vector_norm(self.per_example.flatten(1), dim=1).square()
+            elif self.a.shape[1] == 1:
+                total = self.a.square().sum((1, 2)) * self.g.square().sum((1, 2))
+            else:  # the ghost norm: <a a^T, g g^T>, T x T per example
+                total = (torch.bmm(self.a, self.a.transpose(1, 2)) * torch.bmm(self.g, self.g.transpose(1, 2))).sum((1, 2))
+        bias = self.module.bias
+        if bias is not None and bias.requires_grad:
+            total = total + self.g.sum(1).square().sum(1)
+        return total
+
+    def weighted_sum(self, weights, bad):
+        out = {}
+        g = zero_rows(self.g, bad) * weights.view(-1, 1, 1)
+        w = self.module.weight
+        if w.requires_grad:
+            if self.per_example is not None:
+                out["weight"] = (weights @ zero_rows(self.per_example, bad).flatten(1)).view(w.shape)
+            else:
+                a = zero_rows(self.a, bad)
+                out["weight"] = (g.reshape(-1, g.shape[-1]).T @ a.reshape(-1, a.shape[-1])).view(w.shape)
+        if self.module.bias is not None and self.module.bias.requires_grad:
+            out["bias"] = g.sum((0, 1))
+        return out
+
+
+class _ConvRule:
+    """Conv2d, as a matmul per output position after unfolding: ghost norm when T (p + o) < p o, T = K x
+    positions, p = in_channels x kernel, o = out_channels (small feature maps); otherwise the per-example
+    weight gradients, computed as one convolution with the batch rows as groups (cheaper on CPU than Opacus's
+    unfold and einsum). The clipped sum is one ordinary weight-gradient convolution of the weighted g."""
+
+    def __init__(self, module, a, g, examples):
+        self.module, self.a, self.g, self.examples = module, a, g, examples
+        rows, w = a.shape[0], module.weight
+        positions = (rows // examples) * g.shape[2] * g.shape[3]
+        p, o = w[0].numel(), w.shape[0]
+        self.ghost = positions * (p + o) < p * o
+        self.per_example = None
+        if not self.ghost and w.requires_grad:
+            grads = torch.nn.grad.conv2d_weight(
+                a.reshape(1, -1, *a.shape[2:]), (rows * o, *w.shape[1:]), g.reshape(1, -1, *g.shape[2:]),
+                stride=module.stride, padding=module.padding, dilation=module.dilation, groups=rows)
+            self.per_example = grads.view(examples, rows // examples, *w.shape).sum(1)
+
+    def squared_norms(self):
+        total = 0
+        if self.module.weight.requires_grad:
+            if self.per_example is not None:
+                total = torch.linalg.vector_norm(self.per_example.flatten(1), dim=1).square()
+            else:
+                m = self.module
+                cols = F.unfold(self.a, m.kernel_size, m.dilation, m.padding, m.stride)  # (R, p, L)
+                positions = cols.shape[2]
+                cols = cols.reshape(self.examples, -1, cols.shape[1], positions).permute(0, 2, 1, 3).flatten(2)
+                outs = self.g.reshape(self.examples, -1, self.g.shape[1], positions).permute(0, 2, 1, 3).flatten(2)
+                total = (torch.bmm(cols.transpose(1, 2), cols) * torch.bmm(outs.transpose(1, 2), outs)).sum((1, 2))
+        if self.module.bias is not None and self.module.bias.requires_grad:
+            total = total + self._bias_per_example().square().sum(1)
+        return total
+
+    def _bias_per_example(self):
+        return self.g.sum((2, 3)).reshape(self.examples, -1, self.g.shape[1]).sum(1)
+
+    def weighted_sum(self, weights, bad):
+        out, m = {}, self.module
+        if m.weight.requires_grad:
+            if self.per_example is not None:
+                out["weight"] = (weights @ zero_rows(self.per_example, bad).flatten(1)).view(m.weight.shape)
+            else:
+                rows = weights.repeat_interleave(self.a.shape[0] // self.examples).view(-1, 1, 1, 1)
+                out["weight"] = torch.nn.grad.conv2d_weight(
+                    zero_rows(self.a, bad), m.weight.shape, zero_rows(self.g, bad) * rows,
+                    stride=m.stride, padding=m.padding, dilation=m.dilation)
+        if m.bias is not None and m.bias.requires_grad:
+            out["bias"] = weights @ zero_rows(self._bias_per_example(), bad)
+        return out
