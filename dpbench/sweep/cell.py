@@ -90,7 +90,8 @@ def output_beside_record(run_dir: Path, label: str) -> Iterator[None]:
     stdout.log and stderr.log in the run folder, appended, one header per attempt."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    header = f"=== dpbench sweep: {label}, attempt started {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC ===\n"
+    now = dt.datetime.now(dt.timezone.utc)
+    header = f"=== dpbench sweep: {label}, attempt started {now:%Y-%m-%d %H:%M:%S} UTC ===\n"
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
