@@ -165,7 +165,8 @@ SUBMITIT_CLUSTER_ENV = "DPBENCH_SUBMITIT_CLUSTER"
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="Local worker processes.")
 @click.option("--slurm-partition", default=None, help="Slurm partition of the array job.")
 @click.option("--slurm-time", default="60", show_default=True, help="Time limit per cell: minutes or [D-]HH:MM:SS.")
-@click.option("--gpus-per-node", default=0, show_default=True, type=click.IntRange(min=0), help="GPUs per cell.")
+@click.option("--gpus-per-node", default=0, show_default=True, type=click.IntRange(min=0),
+              help="GPUs per cell (Slurm); above 1 the cell trains data-parallel under torchrun, as `run --nproc`.")
 @click.option("--cpus-per-task", default=None, type=click.IntRange(min=1), help="CPUs per cell.")
 @click.option("--slurm-array-parallelism", default=16, show_default=True, type=click.IntRange(min=1),
               help="At most this many cells run at once on Slurm.")
