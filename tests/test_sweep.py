@@ -28,7 +28,10 @@ TINY = ["--preset", "smoke", "--evaluator", "accuracy", "--set", "steps=1", "--s
 
 FLAKY_PLUGIN = '''
 """thirdparty-flaky: one DP-learned mean image per class, that fails on purpose at ε = 5, seed 1 while a marker
-file exists (a cell that breaks at run time, after its input was accepted)."""
+file exists (a cell that breaks at run time, after its input was accepted); it kills its own process instead when
+the marker file says "die"."""
+import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +81,8 @@ class Flaky(dpbench.Method):
 
     def train(self, ctx, settings):
         if settings.fail_marker and Path(settings.fail_marker).exists() and ctx.epsilon == 5 and ctx.seed == 1:
+            if Path(settings.fail_marker).read_text() == "die":
+                os.kill(os.getpid(), signal.SIGKILL)
             raise RuntimeError("planned failure of this cell")
         model = Means(ctx.private.num_classes, ctx.private.image_shape)
         dp = dpbench.DPSettings(expected_batch_size=settings.batch_size, steps=settings.steps, max_grad_norm=1.0)
@@ -274,6 +279,21 @@ def test_one_failing_cell_leaves_the_others_and_is_retried_only_when_asked(flaky
     assert all(r["status"] == "completed" for r in _records(out))
     log = (out / Path(summary["cells"][3]["run_dir"]).relative_to(out) / "stderr.log").read_text()
     assert log.count("=== dpbench sweep:") == 2 and "planned failure" in log  # both attempts, appended
+
+
+def test_a_cell_that_kills_its_worker_fails_alone(flaky_plugin, tmp_path, shared_cache):
+    marker = tmp_path / "die-now"
+    marker.write_text("die")
+    out = tmp_path / "runs"
+    result, summary = _sweep(out, shared_cache, "--methods", "thirdparty-flaky", "--eps", "1,5", "--seeds", "0,1",
+                             "--preset", "smoke", "--evaluator", "accuracy", "--set", f"fail_marker={marker}",
+                             "--jobs", "2", "--json")
+    assert result.exit_code == 1, result.output
+    assert summary["counts"] == {"done": 3, "skipped": 0, "failed": 1}
+    failed = [c for c in summary["cells"] if c["status"] == "failed"]
+    assert failed[0]["label"] == "digits-mnist thirdparty-flaky eps=5 seed=1"
+    assert "worker process died" in failed[0]["reason"]
+    assert sorted(r["status"] for r in _records(out)) == ["completed"] * 3
 
 
 # --- the submitit path --------------------------------------------------------------------------------------------
