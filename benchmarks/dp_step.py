@@ -1,19 +1,25 @@
-"""Time a DP-SGD step against the non-private step of the same scope, side by side in one run.
+"""Time a DP-SGD step against the non-private step of the same scope, per per-example gradient implementation.
 
-Each (scope, mode) is measured in its own subprocess so that its peak memory (CUDA max allocated, or
-peak RSS on a CPU) is its own. Ratios are against the non-private step of the same scope and K.
+For each (method, K, implementation) one subprocess alternates DP and non-private steps (after one warm-up of
+each) and reports the median of `--steps` repeats of each, so a time ratio comes from one process under the same
+load. Peak memory (CUDA max allocated, or peak RSS on a CPU) is measured in subprocesses of their own, one per
+(method, K, implementation, mode); on a CPU the RSS includes the process's fixed cost (torch, the model), so
+`step_memory_ratio` compares the peak above the RSS before the first step as well.
 
-    python benchmarks/dp_step.py --k 1 4               # every method, K = 1 and K = 4
-    python benchmarks/dp_step.py --methods dp-loda --batch 64 --steps 5 --json
+    python benchmarks/dp_step.py --k 1 4 --json                   # every method and implementation, K = 1 and 4
+    python benchmarks/dp_step.py --methods dp-loda --impl ghost vmap --steps 7
+    python benchmarks/dp_step.py --methods dp-loda dp-diffusion --pixel-width 64 --impl ghost
+    python benchmarks/dp_step.py --profile benchmarks/profiles     # top ops of each scope's steps
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
+import time
 
-from bench_timing import seconds_per_call
 
 # method -> (backbone, trainable scope); dp-sgd is the classifier baseline.
 METHODS = {
@@ -22,7 +28,7 @@ METHODS = {
 }
 
 
-def _build(method: str, device):
+def _build(method: str, device, pixel_width: int | None = None):
     """The model each method trains, at the default preset's size on the embedded pair (28x28, 10 classes)."""
     from dpbench.builtins.backbones import LATENT_WIDTH, PIXEL_WIDTH
     from dpbench.builtins.scopes import AttentionScope, FullScope, LoDAScope, LoRAScope
@@ -35,7 +41,8 @@ def _build(method: str, device):
     if backbone == "classifier":
         return build_classifier("cnn", 1, 28, 10).to(device), (1, 28, 28)
     if backbone == "pixel":  # as dpbench.builtins.backbones.PixelBackbone builds it
-        model = ClassConditionalUNet(UNetConfig.for_images(28, 1, 10, base_channels=PIXEL_WIDTH["default"]))
+        width = pixel_width or PIXEL_WIDTH["default"]
+        model = ClassConditionalUNet(UNetConfig.for_images(28, 1, 10, base_channels=width))
         shape = (1, 28, 28)
     else:  # as dpbench.builtins.backbones.LatentBackbone builds it
         ae = AutoencoderConfig(28, 1)
@@ -48,19 +55,18 @@ def _build(method: str, device):
     return model.to(device), shape
 
 
-def measure_one(method: str, mode: str, batch: int, steps: int, k: int, device_name: str) -> dict:
+def _steps(method: str, batch: int, k: int, implementation: str, device, pixel_width: int | None):
+    """(dp_step, non_private_step, trainable count, K used) for one method on a fixed batch."""
     import torch
     import torch.nn.functional as F
 
-    from dpbench.eval.cost import peak_memory
     from dpbench.finetune.classifier import classifier_example_loss, pass_through
     from dpbench.finetune.diffusion import diffusion_batch_maker, diffusion_example_loss
     from dpbench.models.diffusion import DiffusionSchedule, diffusion_loss
     from dpbench.privacy.engine import DPSettings, PrivateTrainer
 
-    device = torch.device(device_name)
     torch.manual_seed(0)
-    model, shape = _build(method, device)
+    model, shape = _build(method, device, pixel_width)
     classifier = METHODS[method][0] == "classifier"
     schedule = DiffusionSchedule()
     x_all = torch.rand((batch, *shape)) * 2 - 1
@@ -73,7 +79,7 @@ def measure_one(method: str, mode: str, batch: int, steps: int, k: int, device_n
         make_batch = diffusion_batch_maker(schedule, k, 0.1, 10)
     # sample rate 1 (expected batch = n): every step sees the whole batch, through the engine's chunking
     settings = DPSettings(expected_batch_size=batch, steps=10 ** 6, max_grad_norm=1.0, noise_multiplicity=k,
-                          physical_batch_size=batch)
+                          physical_batch_size=batch, per_example=implementation)
     engine = PrivateTrainer(model, loss_fn, make_batch, settings, private_x=x_all, private_y=labels, epsilon=10.0,
                             delta=1e-5, device=device, seed=0)
     params = list(engine.trainable.values())
@@ -98,46 +104,165 @@ def measure_one(method: str, mode: str, batch: int, steps: int, k: int, device_n
     def dp_step():
         engine.step(optimizer)
 
-    seconds = seconds_per_call(dp_step if mode == "dp" else non_private_step, steps, device)
-    return {"method": method, "scope": "/".join(METHODS[method]), "mode": mode, "k": k, "batch": batch, "seconds_per_step": seconds,
-            "trainable_parameters": sum(p.numel() for p in params), **peak_memory(device)}
+    return dp_step, non_private_step, sum(p.numel() for p in params), k
+
+
+def _timed(fn, device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def time_one(method: str, batch: int, repeats: int, k: int, implementation: str, device_name: str,
+             pixel_width: int | None) -> dict:
+    """Median seconds of `repeats` DP and non-private steps, alternated in this process after a warm-up of each."""
+    import torch
+
+    device = torch.device(device_name)
+    dp_step, non_private_step, trainable, k = _steps(method, batch, k, implementation, device, pixel_width)
+    dp_step(), non_private_step()
+    dp_times, np_times = [], []
+    for _ in range(repeats):
+        dp_times.append(_timed(dp_step, device))
+        np_times.append(_timed(non_private_step, device))
+    dp, np_ = statistics.median(dp_times), statistics.median(np_times)
+    return {"method": method, "scope": "/".join(METHODS[method]), "k": k, "batch": batch,
+            "implementation": implementation, "pixel_width": pixel_width, "trainable_parameters": trainable,
+            "threads": torch.get_num_threads(), "repeats": repeats, "dp_seconds": dp, "non_private_seconds": np_,
+            "dp_all": dp_times, "non_private_all": np_times, "time_ratio": dp / np_}
+
+
+def _current_rss_mb() -> float:
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def memory_one(method: str, mode: str, batch: int, k: int, implementation: str, device_name: str,
+               pixel_width: int | None) -> dict:
+    """Peak memory of one mode's steps in a process of its own (two steps: a warm-up and one more)."""
+    import torch
+
+    from dpbench.eval.cost import peak_memory, reset_peak_memory
+
+    device = torch.device(device_name)
+    dp_step, non_private_step, _, _ = _steps(method, batch, k, implementation, device, pixel_width)
+    step = dp_step if mode == "dp" else non_private_step
+    before = _current_rss_mb() if device.type == "cpu" else 0.0
+    reset_peak_memory(device)
+    step()
+    step()
+    peak = peak_memory(device)
+    return {**peak, "step_memory_mb": peak["peak_memory_mb"] - before}
+
+
+def profile_one(method: str, batch: int, implementation: str, device_name: str, out_dir: str) -> str:
+    """torch.profiler's top operators (self CPU time) of one DP and one non-private step, K = 1."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    device = torch.device(device_name)
+    dp_step, non_private_step, trainable, _ = _steps(method, batch, 1, implementation, device, None)
+    dp_step(), non_private_step()
+    lines = [f"# {method} ({'/'.join(METHODS[method])}), batch {batch}, K = 1, implementation {implementation}, "
+             f"{torch.get_num_threads()} threads, {trainable:,} trainable parameters",
+             "# python benchmarks/dp_step.py --profile benchmarks/profiles", ""]
+    for mode, fn in (("dp", dp_step), ("non_private", non_private_step)):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            seconds = _timed(fn, device)
+        lines += [f"## {mode} step: {seconds:.3f} s", prof.key_averages().table(sort_by="self_cpu_time_total",
+                                                                               row_limit=15), ""]
+    from pathlib import Path
+
+    path = Path(out_dir) / f"{METHODS[method][1] if method != 'dp-sgd' else 'classifier'}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    return str(path)
+
+
+def _sub(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
+    from dpbench.privacy.per_example import IMPLEMENTATIONS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5, help="timed repeats of each mode (the median is reported)")
     parser.add_argument("--k", type=int, nargs="+", default=[1])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--impl", nargs="+", default=list(IMPLEMENTATIONS), choices=list(IMPLEMENTATIONS))
+    parser.add_argument("--pixel-width", type=int, default=None, help="base width of the pixel U-Net")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--one", nargs=3, metavar=("METHOD", "MODE", "K"), help=argparse.SUPPRESS)
+    parser.add_argument("--profile", metavar="DIR", help="write each method's top operators to DIR/<scope>.txt")
+    parser.add_argument("--time-one", nargs=3, metavar=("METHOD", "K", "IMPL"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-one", nargs=4, metavar=("METHOD", "MODE", "K", "IMPL"), help=argparse.SUPPRESS)
+    parser.add_argument("--profile-one", nargs=2, metavar=("METHOD", "IMPL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.one:
-        method, mode, k = args.one
-        print(json.dumps(measure_one(method, mode, args.batch, args.steps, int(k), args.device)))
+    width = args.pixel_width
+    if args.time_one:
+        method, k, impl = args.time_one
+        print(json.dumps(time_one(method, args.batch, args.steps, int(k), impl, args.device, width)))
+        return
+    if args.memory_one:
+        method, mode, k, impl = args.memory_one
+        print(json.dumps(memory_one(method, mode, args.batch, int(k), impl, args.device, width)))
+        return
+    if args.profile_one:
+        print(json.dumps(profile_one(*args.profile_one[:1], args.batch, args.profile_one[1], args.device, args.profile)))
+        return
+    common = ["--batch", str(args.batch), "--device", args.device, *(["--pixel-width", str(width)] if width else [])]
+    if args.profile:
+        from dpbench.privacy.per_example.choice import TABLE
+
+        for method in args.methods:
+            scope = "classifier" if method == "dp-sgd" else METHODS[method][1]
+            print(_sub(["--profile-one", method, TABLE[scope], "--profile", args.profile, *common]))
         return
     rows = []
     for method in args.methods:
         for k in ([1] if METHODS[method][0] == "classifier" else args.k):
-            for mode in ("non_private", "dp"):
-                out = subprocess.run([sys.executable, __file__, "--one", method, mode, str(k), "--batch", str(args.batch),
-                                      "--steps", str(args.steps), "--device", args.device],
-                                     capture_output=True, text=True, check=True)
-                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    base = {(r["method"], r["k"]): r for r in rows if r["mode"] == "non_private"}
-    for r in rows:
-        b = base[(r["method"], r["k"])]
-        r["time_ratio"] = r["seconds_per_step"] / b["seconds_per_step"]
-        r["memory_ratio"] = r["peak_memory_mb"] / b["peak_memory_mb"]
+            base_memory = None
+            for impl in args.impl:
+                timing = _sub(["--time-one", method, str(k), impl, "--steps", str(args.steps), *common])
+                if base_memory is None:
+                    base_memory = _sub(["--memory-one", method, "non_private", str(k), impl, *common])
+                memory = _sub(["--memory-one", method, "dp", str(k), impl, *common])
+                for mode, seconds, mem in (("non_private", timing["non_private_seconds"], base_memory),
+                                           ("dp", timing["dp_seconds"], memory)):
+                    rows.append({"method": method, "scope": timing["scope"], "k": timing["k"], "mode": mode,
+                                 "implementation": impl, "batch": args.batch, "pixel_width": width,
+                                 "seconds_per_step": seconds,
+                                 "time_ratio": seconds / timing["non_private_seconds"],
+                                 "memory_ratio": mem["peak_memory_mb"] / base_memory["peak_memory_mb"],
+                                 "step_memory_ratio": mem["step_memory_mb"] / max(base_memory["step_memory_mb"], 1e-9),
+                                 "peak_memory_mb": mem["peak_memory_mb"], "peak_memory_kind": mem["peak_memory_kind"],
+                                 "step_memory_mb": mem["step_memory_mb"], "repeats": args.steps,
+                                 "all_seconds": timing["dp_all" if mode == "dp" else "non_private_all"],
+                                 "trainable_parameters": timing["trainable_parameters"]})
+                print(json.dumps(rows[-2:]), file=sys.stderr, flush=True)  # progress, and rows kept if a later one fails
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"| method | backbone/scope | K | mode | s/step (batch {args.batch}) | × non-private | peak MB ({rows[0]['peak_memory_kind']}) | × non-private | trainable |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| method | backbone/scope | K | implementation | mode | s/step (batch {args.batch}, median of {args.steps}) "
+          f"| × non-private | peak MB ({rows[0]['peak_memory_kind']}) | × non-private | step MB × non-private | trainable |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['method']} | {r['scope']} | {r['k']} | {r['mode']} | {r['seconds_per_step']:.3f} | {r['time_ratio']:.2f} | "
-              f"{r['peak_memory_mb']:.0f} | {r['memory_ratio']:.2f} | {r['trainable_parameters']:,} |")
+        print(f"| {r['method']} | {r['scope']} | {r['k']} | {r['implementation']} | {r['mode']} | {r['seconds_per_step']:.3f} "
+              f"| {r['time_ratio']:.2f} | {r['peak_memory_mb']:.0f} | {r['memory_ratio']:.2f} | {r['step_memory_ratio']:.2f} "
+              f"| {r['trainable_parameters']:,} |")
 
 
 if __name__ == "__main__":

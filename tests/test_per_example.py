@@ -177,3 +177,10 @@ def test_auto_picks_the_tables_implementation_for_the_scope_and_falls_back_to_vm
         choice.resolve_implementation("ghost", classifier, no_batched_form)
     with pytest.raises(ValueError, match="per_example"):
         DPSettings(expected_batch_size=6, steps=1, max_grad_norm=1.0, per_example="opacus")
+    # batch norm mixes the batch's examples: a row is no longer one example's alone, so only torch.func's will do
+    mixing = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(10))
+    mixing(torch.zeros(2, 1, 28, 28))
+    assert choice.resolve_implementation("auto", mixing, classifier_example_loss) == "vmap"
+    for name in ("hooks", "ghost"):
+        with pytest.raises(ValueError, match="cannot handle"):
+            choice.resolve_implementation(name, mixing, classifier_example_loss)

@@ -36,7 +36,10 @@ def _trainable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def unsupported_parameters(model: nn.Module) -> list[str]:
-    """Trainable parameters owned by a layer type without a per-example rule (Opacus's grad samplers)."""
+    """Trainable parameters owned by a layer type without a per-example rule (Opacus's grad samplers), or every
+    one when a layer mixes the batch's examples (batch norm): rows would no longer be one example's alone."""
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return [n for n, p in model.named_parameters() if p.requires_grad]
     out = []
     for name, m in _trainable_layers(model):
         if type(m) not in GRAD_SAMPLERS or (isinstance(m, nn.Conv2d) and m.padding_mode != "zeros"):
