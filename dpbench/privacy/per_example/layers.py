@@ -74,9 +74,9 @@ class LayerwiseGradients:
         examples = losses.shape[0]
         names = [name for name, _ in self.layers if name in seen]
         outs = torch.autograd.grad(losses.sum(), [seen[n][1] for n in names], allow_unused=True)
-        rules = []
-        for (name, module), out_grad in zip([(n, dict(self.layers)[n]) for n in names], outs):
-            a, out = seen[name]
+        modules, rules = dict(self.layers), []
+        for name, out_grad in zip(names, outs):
+            module, (a, out) = modules[name], seen[name]
             g = torch.zeros_like(out) if out_grad is None else out_grad.detach()
             if a.shape[0] % examples or g.shape[0] != a.shape[0]:
                 raise ValueError(f"layer '{name}' sees {a.shape[0]} rows for {examples} examples: rows must be "
