@@ -200,7 +200,7 @@ def test_dry_run_prints_costs_and_writes_nothing(tmp_path, shared_cache):
                                           "digits-mnist public-only eps=0 seed=0"]
     loda = cells[0]
     assert loda["would"] == "run" and loda["steps"] == 4 and loda["samples"] == 200
-    assert loda["step_seconds_measured"] > 0  # from benchmarks/RESULTS.md
+    assert loda["step_seconds_measured"] > 0  # from benchmarks/dp_step-issue12.json
     assert cells[-1]["steps"] == 0
 
 

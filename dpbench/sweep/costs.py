@@ -1,32 +1,36 @@
 """What a cell would cost, for `dpbench sweep --dry-run`: DP steps, samples, and the DP step time measured by
-`benchmarks/dp_step.py` (its table in benchmarks/RESULTS.md) when the method has one there."""
+`benchmarks/dp_step.py --k 1 4 --json` (its rows in benchmarks/dp_step-issue12.json) for the per-example
+implementation the engine picks for the method's scope, when the method has a row there."""
 from __future__ import annotations
 
-import re
+import json
 from functools import lru_cache
 from pathlib import Path
 
 import dpbench
+from dpbench.privacy.per_example.choice import TABLE
 from dpbench.sweep.plan import CellPlan
 
-RESULTS = Path(dpbench.__file__).resolve().parents[1] / "benchmarks" / "RESULTS.md"
+MEASURED = Path(dpbench.__file__).resolve().parents[1] / "benchmarks" / "dp_step-issue12.json"
 MEASURED_BATCH = 64  # dp_step.py's batch
-_ROW = re.compile(r"^\|\s*(?P<method>[\w.-]+)\s*\|[^|]*\|\s*(?P<k>\d+)\s*\|\s*dp\s*\|\s*(?P<seconds>[\d.]+)\s*\|")
+
+
+def _engine_choice(row: dict) -> str:
+    """The implementation the engine's table picks for a benchmark row's "backbone/scope"."""
+    backbone, scope = row["scope"].split("/")
+    return TABLE["classifier" if backbone == "classifier" else scope]
 
 
 @lru_cache(maxsize=1)
-def measured_step_seconds(results: Path = RESULTS) -> dict[str, float]:
-    """{method: seconds per DP step at batch 64, K = 1}; empty outside a source checkout."""
+def measured_step_seconds(measured: Path = MEASURED) -> dict[str, float]:
+    """{method: seconds per DP step at batch 64, K = 1, with the engine's implementation}; empty outside a
+    source checkout."""
     try:
-        lines = results.read_text().splitlines()
-    except OSError:
+        rows = json.loads(measured.read_text())
+    except (OSError, ValueError):
         return {}
-    measured = {}
-    for line in lines:
-        match = _ROW.match(line)
-        if match and match["k"] == "1":
-            measured.setdefault(match["method"], float(match["seconds"]))
-    return measured
+    return {row["method"]: float(row["seconds_per_step"]) for row in rows
+            if row.get("mode") == "dp" and row.get("k") == 1 and row.get("implementation") == _engine_choice(row)}
 
 
 def cell_cost(plan: CellPlan) -> dict:
