@@ -298,16 +298,18 @@ def test_a_cell_that_kills_its_worker_fails_alone(flaky_plugin, tmp_path, shared
 
 # --- the submitit path --------------------------------------------------------------------------------------------
 
-def test_submitit_array_job_runs_the_grid_with_logs_beside_records(flaky_plugin, tmp_path, shared_cache, monkeypatch):
-    """`--executor slurm` through submitit's LocalExecutor: the same pickled array tasks Slurm would run."""
+def test_submitit_array_job_runs_the_grid_with_logs_beside_records(tmp_path, shared_cache, monkeypatch):
+    """`--executor slurm` through submitit's LocalExecutor: the same pickled array tasks Slurm would run, for the
+    same 2 methods x 3 eps x 2 seeds smoke grid as the local executor's test."""
     monkeypatch.setenv(SUBMITIT_CLUSTER_ENV, "local")
     out = tmp_path / "runs"
-    result, summary = _sweep(out, shared_cache, "--methods", "thirdparty-flaky,dp-loda", "--eps", "1",
-                             "--seeds", "0", "--executor", "slurm", "--slurm-time", "10", "--json", *TINY)
+    result, summary = _sweep(out, shared_cache, "--methods", "dp-loda,dp-ldm", "--eps", "1,5,10", "--seeds", "0,1",
+                             "--executor", "slurm", "--slurm-time", "20", "--json", *TINY)
     assert result.exit_code == 0, result.output
-    assert summary["counts"] == {"done": 2, "skipped": 0, "failed": 0}
+    assert summary["counts"] == {"done": 12, "skipped": 0, "failed": 0}
     records = _records(out)
-    assert sorted(r["method"]["name"] for r in records) == ["dp-loda", "thirdparty-flaky"]
+    assert sorted((r["method"]["name"], r["privacy"]["epsilon_target"], r["seed"]) for r in records) == sorted(
+        (m, e, s) for m in ("dp-loda", "dp-ldm") for e in (1, 5, 10) for s in (0, 1))
     for r in records:
         assert r["status"] == "completed"
         assert "[dpbench]" in (r["_dir"] / "stderr.log").read_text()
