@@ -39,7 +39,7 @@ class Reference:
     label: str
     method: str
     value: float
-    kind: str  # "no DP", "public-only" or "ceiling"
+    kind: str  # "no DP", "public data only" (ε = 0) or "ceiling"
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def utility_series(frame: pd.DataFrame, pair: str, metric: str, published: list[
                     line.intervals.append(mean_interval(seeds[metric]))
                 lines.append(line)
             for epsilon, seeds in cell[cell["epsilon"].map(is_reference_epsilon)].groupby("epsilon"):
-                kind = "public-only" if epsilon == 0 else "no DP"
+                kind = "public data only" if epsilon == 0 else "no DP"
                 name = label if epsilon == 0 else f"{label}, no DP (ε = ∞)"
                 references.append(Reference(name, method, mean_interval(seeds[metric]).mean, kind))
         if metric == "accuracy" and "accuracy_real_data" in runs:
@@ -154,7 +154,7 @@ def _errors(intervals: list[Interval], scale: float = 1.0) -> list[list[float]]:
 
 def _draw_utility(ax, series: UtilitySeries, colours: dict, pair: str) -> None:
     percent = 100.0 if series.metric.startswith("accuracy") else 1.0
-    styles = {"public-only": [":", (0, (1, 4)), (0, (3, 2, 1, 2, 1, 2))], "no DP": ["--", (0, (6, 2))],
+    styles = {"public data only": [":", (0, (1, 4)), (0, (3, 2, 1, 2, 1, 2))], "no DP": ["--", (0, (6, 2))],
               "ceiling": ["-."]}
     greys = ["0.35", "0.6", "0.15"]  # public-only models (there may be one per backbone) in greys of their own
     seen: dict[str, int] = {}
