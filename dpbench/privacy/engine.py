@@ -70,21 +70,6 @@ class DPSettings:
             raise ValueError(f"per_example must be one of {CHOICES}, got '{self.per_example}'")
 
 
-def zero_nonfinite(per_example: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Zero every example whose gradient has a NaN or inf anywhere; returns the cleaned grads and the mask of
-    zeroed examples. Without this an inf norm gives a clip factor of 0 and 0 * inf = NaN, which turns the whole
-    step's sum into NaN and reveals which batch held the bad record: the sensitivity is no longer bounded."""
-    bad = torch.zeros(next(iter(per_example.values())).shape[0], dtype=torch.bool,
-                      device=next(iter(per_example.values())).device)
-    for g in per_example.values():
-        bad |= ~torch.isfinite(g.reshape(g.shape[0], -1)).all(dim=1)
-    if not bad.any():
-        return per_example, bad
-    cleaned = {name: torch.where(bad.view(-1, *([1] * (g.dim() - 1))), torch.zeros_like(g), g)
-               for name, g in per_example.items()}
-    return cleaned, bad
-
-
 clip_factors = clipping.clip_factors
 
 
