@@ -617,7 +617,7 @@ def tune(pair, methods, epsilons, delta, preset, seed, out, data_root, device, c
     """Choose each method's hyperparameters on a proxy task cut from the PUBLIC split; no private data is used.
 
     The public split is cut into a backbone part (pre-trains the tuning backbone), a proxy-private part and a
-    proxy-test part, both domain-shifted. Every method gets the same coordinate search of 10 trials (clip norm, lr,
+    proxy-test part, both domain-shifted. Every method gets the same coordinate search of 9 trials (clip norm, lr,
     schedule at equal compute, guidance), each a DP run at the target ε with the real run's sample rate, scored by
     downstream accuracy on the proxy test split. See README, "How hyperparameters are chosen".
 
