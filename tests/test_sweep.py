@@ -168,6 +168,15 @@ def test_bad_eps_and_unknown_method_exit_2(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_delta_above_one_over_n_exits_2_before_anything_runs(tmp_path):
+    # refused as `dpbench run` refuses it, for the whole grid, instead of as one failed cell per run
+    result, _ = _sweep(tmp_path / "runs", tmp_path / "cache", "--methods", "dp-loda", "--eps", "1",
+                       "--delta", "0.01")
+    assert result.exit_code == 2
+    assert "dp-loda" in result.output and "1/n_private" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
 def test_slurm_options():
     assert [parse_slurm_time(t) for t in ("90", "1:30", "1:30:00", "2-00", "0-00:00:30")] == [90, 2, 90, 2880, 1]
     with pytest.raises(SweepInputError):

@@ -133,6 +133,17 @@ def data_digest(data: PairData) -> str:
     return tensor_digest(*[t for s in splits for t in (s.images, s.labels)])
 
 
+def check_delta(request: RunRequest, method, pair_name: str, n_private: int) -> bool:
+    """Whether δ >= 1/n_private for a method that trains on private data; RunInputError unless the request
+    allows it (a sweep checks every cell this way before running any)."""
+    large_delta = method.trains_on_private and request.delta >= 1 / n_private
+    if large_delta and not request.allow_large_delta:
+        raise RunInputError(f"delta={request.delta:g} >= 1/n_private={1 / n_private:.3g} for pair '{pair_name}': such a "
+                            "delta permits releasing a whole record, so the run would not be private; pass a "
+                            "smaller --delta (or --allow-large-delta to run it anyway, marked in the record)")
+    return large_delta
+
+
 def run_config(request: RunRequest, resolved: Resolved, digest: str) -> dict:
     """What the record's config hash covers. ε and the seed have folders of their own; the code version is
     recorded, not hashed."""
@@ -207,11 +218,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
                  f"in public pre-training (`dpbench data overlap --pair {pair.name}` lists them)"
                  for name, count in overlap.items() if count and name.startswith("public~")]
     n_private = len(data.private_train)
-    large_delta = method.trains_on_private and request.delta >= 1 / n_private
-    if large_delta and not request.allow_large_delta:
-        raise RunInputError(f"delta={request.delta:g} >= 1/n_private={1 / n_private:.3g} for pair '{pair.name}': such a "
-                            "delta permits releasing a whole record, so the run would not be private; pass a "
-                            "smaller --delta (or --allow-large-delta to run it anyway, marked in the record)")
+    large_delta = check_delta(request, method, pair.name, n_private)
     if large_delta:
         warnings.append(f"delta={request.delta:g} >= 1/n_private={1 / n_private:.3g}: allowed by --allow-large-delta; "
                         "this run's guarantee permits releasing a whole record")

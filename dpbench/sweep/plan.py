@@ -11,7 +11,7 @@ from typing import Any
 from dpbench.api.registry import Registry, UnknownNameError
 from dpbench.data.types import BadPairDataError, DataMissingError, check_pair_data
 from dpbench.run.records import RECORD_NAME
-from dpbench.run.runner import RunInputError, RunRequest, data_digest, resolve, run_location
+from dpbench.run.runner import RunInputError, RunRequest, check_delta, data_digest, resolve, run_location
 from dpbench.privacy.randomness import RNG_KINDS
 from dpbench.sweep.grid import Cell, SweepInputError
 
@@ -40,7 +40,7 @@ def plan_cells(registry: Registry, cells: list[Cell], template: RunRequest) -> l
     anything runs. Each pair's data is loaded once here, for its digest (DataMissingError propagates)."""
     if template.rng not in RNG_KINDS:
         raise SweepInputError(f"rng must be one of {', '.join(RNG_KINDS)}, got '{template.rng}'")
-    digests: dict[str, tuple[str, int]] = {}
+    digests: dict[str, tuple[str, int, int]] = {}
     plans = []
     for cell in cells:
         request = cell_request(template, cell)
@@ -50,13 +50,17 @@ def plan_cells(registry: Registry, cells: list[Cell], template: RunRequest) -> l
             raise SweepInputError(f"cell {cell.label}: {exc}") from None
         if cell.pair not in digests:
             digests[cell.pair] = _pair_digest(resolved.pair, template.data_root)
-        digest, num_classes = digests[cell.pair]
+        digest, num_classes, n_private = digests[cell.pair]
+        try:
+            check_delta(request, resolved.method, cell.pair, n_private)
+        except RunInputError as exc:
+            raise SweepInputError(f"cell {cell.label}: {exc}") from None
         _, config_hash, directory = run_location(request, resolved, digest)
         plans.append(_with_state(CellPlan(cell, request, directory, config_hash, resolved.settings, num_classes)))
     return plans
 
 
-def _pair_digest(pair, data_root: str | None) -> tuple[str, int]:
+def _pair_digest(pair, data_root: str | None) -> tuple[str, int, int]:
     try:
         data = pair.load(data_root)
     except DataMissingError:
@@ -67,7 +71,7 @@ def _pair_digest(pair, data_root: str | None) -> tuple[str, int]:
         check_pair_data(pair, data)
     except BadPairDataError as exc:
         raise SweepInputError(str(exc)) from None
-    return data_digest(data), pair.num_classes
+    return data_digest(data), pair.num_classes, len(data.private_train)
 
 
 def _with_state(plan: CellPlan) -> CellPlan:
