@@ -1,5 +1,7 @@
 """The overlap check finds planted near-duplicates between splits and stays quiet on distinct images."""
 import io
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -84,6 +86,21 @@ def test_the_result_is_cached_by_the_data_digest(tmp_path, monkeypatch):
     assert cached_overlap("fixture", splits, "digest-a", tmp_path) == first
     with pytest.raises(pytest.fail.Exception):
         cached_overlap("fixture", splits, "digest-b", tmp_path)  # other data: a new entry
+
+
+def test_parallel_runs_compute_a_missing_entry_once(tmp_path, monkeypatch):
+    splits, _ = _fixture()
+    real, calls = overlap_module.overlap_counts, []
+
+    def slow_counts(*args, **kwargs):
+        calls.append(1)
+        time.sleep(0.5)  # long enough for the other thread to find the entry missing
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(overlap_module, "overlap_counts", slow_counts)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: cached_overlap("fixture", splits, "digest-a", tmp_path), range(2)))
+    assert results[0] == results[1] and len(calls) == 1
 
 
 def test_the_cli_reports_the_embedded_pair(tmp_path):

@@ -172,18 +172,26 @@ def cached_overlap(pair_name: str, splits: dict[str, torch.Tensor], data_digest:
     import json
     from pathlib import Path
 
-    from dpbench.storage import CACHE_FILE_MODE, atomic_write_bytes, cache_key, private_dir
+    from dpbench.storage import CACHE_FILE_MODE, atomic_write_bytes, cache_build_lock, cache_key
 
     key = {"format": OVERLAP_FORMAT, "pair": pair_name, "data": data_digest, "threshold": DEFAULT_THRESHOLD,
            "min_correlation": MIN_CORRELATION}
     path = Path(cache_dir) / "overlap" / f"{cache_key(key)}.json"
-    if path.exists():
-        entry = json.loads(path.read_text())
-        if entry.get("key") == key:
-            return entry["result"]
-    result = overlap_counts(splits)
-    private_dir(path.parent)
-    atomic_write_bytes(path, json.dumps({"key": key, "result": result}).encode(), CACHE_FILE_MODE)
+
+    def cached():
+        if path.exists():
+            entry = json.loads(path.read_text())
+            if entry.get("key") == key:
+                return entry["result"]
+        return None
+
+    if (result := cached()) is not None:
+        return result
+    with cache_build_lock(path):  # a sweep's parallel cells compute it once; the others wait and read it
+        if (result := cached()) is not None:
+            return result
+        result = overlap_counts(splits)
+        atomic_write_bytes(path, json.dumps({"key": key, "result": result}).encode(), CACHE_FILE_MODE)
     return result
 
 
