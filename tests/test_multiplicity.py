@@ -66,14 +66,15 @@ def signal_only(monkeypatch):
     monkeypatch.setattr(engine, "add_gaussian_noise", lambda summed, *args, **kwargs: summed)
 
 
-def _summed_clipped_gradient(n: int, k: int, implementation: str, physical: int = 8) -> dict[str, torch.Tensor]:
+def _summed_clipped_gradient(n: int, k: int, implementation: str, physical: int = 3) -> dict[str, torch.Tensor]:
     data = {name: value[:n] for name, value in _examples(8, k).items()}  # the first n of one fixed dataset
     chunks: list[int] = []
     trainer = _signal_only_trainer(data, k, physical, chunks, implementation)
     gradient = trainer._privatised_gradient()
     assert sum(chunks) == n == trainer.batch_sizes[0]
-    assert max(chunks) <= max(1, physical // k)  # memory stays flat in K: chunks shrink K-fold
-    assert len(chunks) == -(-n // max(1, physical // k))  # K = 4: 2 examples (8 rows of draws) per chunk
+    # chunks of `physical` examples, each with its K draws, as the non-private step runs them: an example's draws
+    # are never split across chunks, and the last chunk is short (3 + 3 + 2 for 8 examples)
+    assert max(chunks) <= physical and len(chunks) == -(-n // physical)
     return {name: g * n for name, g in gradient.items()}  # undo the division by the expected batch size
 
 

@@ -54,7 +54,7 @@ class DPSettings:
     max_grad_norm: float
     accountant: str = DEFAULT_ACCOUNTANT
     noise_multiplicity: int = 1  # K draws per example, averaged before clipping
-    physical_batch_size: int = 64  # examples per chunk; bounds memory, not privacy
+    physical_batch_size: int = 64  # examples per chunk (each with its K draws); bounds memory, not privacy
     per_example: str = AUTO  # per-example gradient implementation: "auto" (by scope) or one of IMPLEMENTATIONS
 
     def __post_init__(self) -> None:
@@ -218,8 +218,10 @@ class PrivateTrainer:
         private), and how many of them were zeroed for a non-finite gradient."""
         total = {n: torch.zeros_like(p) for n, p in self.trainable.items()}
         nonfinite = 0
-        # K draws per example multiply activation memory by K, so the chunk shrinks by K to keep it flat.
-        chunk = max(1, self.settings.physical_batch_size // self.settings.noise_multiplicity)
+        # A chunk holds physical_batch_size examples with all K draws of each (K times the rows at K > 1), as a
+        # non-private step of that batch does: chunks shrunk K-fold kept memory flat but cost ~1.4x in per-call
+        # overhead on the small latent models (benchmarks/RESULTS.md, issue 12). Lower physical_batch_size for memory.
+        chunk = self.settings.physical_batch_size
         for start in range(0, len(indices), chunk):
             idx = indices[start:start + chunk]
             batch = self._make_batch({"x": self.__x[idx], "y": self.__y[idx]}, self.batch_generator)
