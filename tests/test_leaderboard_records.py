@@ -20,6 +20,8 @@ def test_committed_leaderboard_regenerates_from_the_committed_records():
         "LEADERBOARD.md is stale: run `dpbench leaderboard --runs leaderboard/records`"
     for relative in links.values():
         assert (LEADERBOARD / relative).is_file(), relative
+    committed = {p.relative_to(LEADERBOARD).as_posix() for p in (LEADERBOARD / "samples").rglob("*.png")}
+    assert committed == set(links.values()), "sample grids of no committed record are left in leaderboard/samples"
     # the plots are committed beside the page (their bytes depend on the matplotlib build, so only their presence
     # is checked here; tests/test_leaderboard_plots.py checks that drawing is deterministic)
     assert plots and all(f"![{caption}]({link})" in expected for links_ in plots.values() for caption, link in links_)
@@ -46,6 +48,13 @@ def test_collected_records_leave_out_synthetic_sets_and_tuning_trials(tmp_path):
     # re-rendering from the records folder alone gives the same page
     again = build_leaderboard(tmp_path / "board" / RECORDS_DIR, tmp_path / "board").read_text()
     assert again == text
+    grids = list((tmp_path / "board" / "samples").rglob("*.png"))
+    assert len(grids) == 1
+    # a record removed from the folder takes its grid with it on the next render
+    for path in (tmp_path / "board" / RECORDS_DIR).rglob("samples.png"):
+        path.unlink()
+    build_leaderboard(tmp_path / "board" / RECORDS_DIR, tmp_path / "board")
+    assert not grids[0].exists()
 
 
 def test_the_real_data_ceiling_is_a_row_of_its_own(tmp_path):

@@ -218,11 +218,18 @@ def sample_grid_sources(records: list[dict]) -> dict[tuple, tuple[Path, str]]:
 
 
 def copy_sample_grids(records: list[dict], output: Path) -> dict[tuple, str]:
-    """Copy each cell's lowest-seed sample grid next to the leaderboard; returns the relative links."""
+    """Copy each cell's lowest-seed sample grid next to the leaderboard; returns the relative links. A grid left
+    in OUTPUT/samples by a cell no record holds any more (a removed or superseded run) is deleted, so the folder
+    shows exactly the grids the page links to."""
     links = {}
     for key, (grid, relative) in sample_grid_sources(records).items():
         atomic_write_bytes(Path(output) / relative, grid.read_bytes())
         links[key] = relative
+    linked = {Path(relative) for relative in links.values()}
+    samples = Path(output) / "samples"
+    for stale in (samples.rglob("*.png") if samples.is_dir() else ()):
+        if stale.relative_to(output) not in linked:
+            stale.unlink()
     return links
 
 
