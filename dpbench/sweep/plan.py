@@ -40,7 +40,7 @@ def plan_cells(registry: Registry, cells: list[Cell], template: RunRequest) -> l
     anything runs. Each pair's data is loaded once here, for its digest (DataMissingError propagates)."""
     if template.rng not in RNG_KINDS:
         raise SweepInputError(f"rng must be one of {', '.join(RNG_KINDS)}, got '{template.rng}'")
-    digests: dict[str, tuple[str, int, int]] = {}
+    digests: dict[str, tuple[str, int]] = {}  # pair -> (data digest, n_private)
     plans = []
     for cell in cells:
         request = cell_request(template, cell)
@@ -50,17 +50,18 @@ def plan_cells(registry: Registry, cells: list[Cell], template: RunRequest) -> l
             raise SweepInputError(f"cell {cell.label}: {exc}") from None
         if cell.pair not in digests:
             digests[cell.pair] = _pair_digest(resolved.pair, template.data_root)
-        digest, num_classes, n_private = digests[cell.pair]
+        digest, n_private = digests[cell.pair]
         try:
             check_delta(request, resolved.method, cell.pair, n_private)
         except RunInputError as exc:
             raise SweepInputError(f"cell {cell.label}: {exc}") from None
         _, config_hash, directory = run_location(request, resolved, digest)
-        plans.append(_with_state(CellPlan(cell, request, directory, config_hash, resolved.settings, num_classes)))
+        plans.append(_with_state(CellPlan(cell, request, directory, config_hash, resolved.settings,
+                                             resolved.pair.num_classes)))
     return plans
 
 
-def _pair_digest(pair, data_root: str | None) -> tuple[str, int, int]:
+def _pair_digest(pair, data_root: str | None) -> tuple[str, int]:
     try:
         data = pair.load(data_root)
     except DataMissingError:
@@ -71,7 +72,7 @@ def _pair_digest(pair, data_root: str | None) -> tuple[str, int, int]:
         check_pair_data(pair, data)
     except BadPairDataError as exc:
         raise SweepInputError(str(exc)) from None
-    return data_digest(data), pair.num_classes, len(data.private_train)
+    return data_digest(data), len(data.private_train)
 
 
 def _with_state(plan: CellPlan) -> CellPlan:
