@@ -184,3 +184,20 @@ def test_auto_picks_the_tables_implementation_for_the_scope_and_falls_back_to_vm
     for name in ("hooks", "ghost"):
         with pytest.raises(ValueError, match="cannot handle"):
             choice.resolve_implementation(name, mixing, classifier_example_loss)
+
+
+@pytest.mark.parametrize("geometry", [
+    dict(kernel_size=3, padding=1), dict(kernel_size=3, padding=1, stride=2), dict(kernel_size=3, padding=2, dilation=2),
+    dict(kernel_size=(3, 1), padding=(1, 0)), dict(kernel_size=1), dict(kernel_size=1, stride=2),
+    dict(kernel_size=4, padding=0, stride=2)])
+@pytest.mark.parametrize("out_channels", [3, 8])  # the shifted-placement path below 8 channels, grouped conv from 8
+def test_per_row_conv_weight_gradients_equal_autograds_for_every_geometry(geometry, out_channels):
+    from dpbench.privacy.per_example.layers import _per_row_conv_weight_grads
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(5, out_channels, bias=False, **geometry)
+    a = torch.randn(4, 5, 9, 9)
+    g = torch.randn_like(conv(a))
+    expected = torch.stack([torch.autograd.grad((conv(a[r:r + 1]) * g[r:r + 1]).sum(), conv.weight)[0]
+                            for r in range(4)])
+    assert torch.allclose(_per_row_conv_weight_grads(conv, a, g), expected, atol=1e-4)

@@ -171,9 +171,7 @@ class _ConvRule:
         self.ghost = positions * (p + o) < p * o
         self.per_example = None
         if not self.ghost and w.requires_grad:
-            grads = torch.nn.grad.conv2d_weight(
-                a.reshape(1, -1, *a.shape[2:]), (rows * o, *w.shape[1:]), g.reshape(1, -1, *g.shape[2:]),
-                stride=module.stride, padding=module.padding, dilation=module.dilation, groups=rows)
+            grads = _per_row_conv_weight_grads(module, a, g)
             self.per_example = grads.view(examples, rows // examples, *w.shape).sum(1)
 
     def squared_norms(self):
@@ -208,3 +206,43 @@ class _ConvRule:
         if m.bias is not None and m.bias.requires_grad:
             out["bias"] = weights @ zero_rows(self._bias_per_example(), bad)
         return out
+
+
+# Below this many output channels, oneDNN's grouped weight-gradient convolution takes a slow path on CPU (a rank-4
+# LoDA A conv 32 -> 4 at 28x28, batch 64: 9.2 ms, where 32 -> 8 takes about 2), and one bmm against g placed at
+# each kernel offset takes 2.7 ms; from 8 channels on, the grouped convolution wins (benchmarks/RESULTS.md,
+# "Per-example conv weight gradients").
+SHIFTED_BELOW_CHANNELS = 8
+
+
+def _per_row_conv_weight_grads(module: nn.Conv2d, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Each row's weight gradient of a Conv2d, (rows, *weight.shape), from its input rows a and output gradient
+    rows g."""
+    w, rows = module.weight, a.shape[0]
+    kh, kw = w.shape[2:]
+    if (kh, kw) == (1, 1) and module.stride == (1, 1) and module.padding == (0, 0):  # a matmul per position
+        return torch.bmm(g.flatten(2), a.flatten(2).transpose(1, 2)).view(rows, *w.shape)
+    if w.shape[0] < SHIFTED_BELOW_CHANNELS and module.stride == (1, 1):  # at stride 2 the two are even
+        return _shifted_output_grads(module, a, g)
+    return torch.nn.grad.conv2d_weight(
+        a.reshape(1, -1, *a.shape[2:]), (rows * w.shape[0], *w.shape[1:]), g.reshape(1, -1, *g.shape[2:]),
+        stride=module.stride, padding=module.padding, dilation=module.dilation, groups=rows).view(rows, *w.shape)
+
+
+def _shifted_output_grads(module: nn.Conv2d, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Per-row weight gradients as one bmm: grad[o, c, i, j] = sum over positions of g[o, y, x] times the padded
+    input at (s y + d i, s x + d j), so g is placed at each kernel offset (i, j) of a zero frame the size of the
+    padded input, and all k*k placements meet the padded input in one matmul per row."""
+    w, rows = module.weight, a.shape[0]
+    out_ch, in_ch, kh, kw = w.shape
+    (sh, sw), (dh, dw), (ph, pw) = module.stride, module.dilation, module.padding
+    padded = F.pad(a, (pw, pw, ph, ph))
+    height, width = padded.shape[2:]
+    out_h, out_w = g.shape[2:]
+    placed = g.new_zeros(rows, out_ch, kh, kw, height, width)
+    for i in range(kh):
+        for j in range(kw):
+            placed[:, :, i, j, dh * i:dh * i + sh * (out_h - 1) + 1:sh, dw * j:dw * j + sw * (out_w - 1) + 1:sw] = g
+    grads = torch.bmm(placed.view(rows, out_ch * kh * kw, height * width),
+                      padded.reshape(rows, in_ch, height * width).transpose(1, 2))
+    return grads.view(rows, out_ch, kh, kw, in_ch).permute(0, 1, 4, 2, 3)
