@@ -115,3 +115,33 @@ def test_autoencoder_latents_bounded_cached_and_public_only(tmp_path):
     assert torch.equal(again.encode(public.images[:5]), z)  # loaded from the cache, not retrained
     with pytest.raises(TypeError, match="public ImageSet"):
         public_autoencoder(public.images, config, AutoencoderTraining(steps=1), **kw)
+
+
+def test_the_latent_backbone_trains_on_augmented_public_batches(tmp_path, monkeypatch):
+    from dpbench.pretrain import autoencoder as ae_training
+    from dpbench.pretrain import unet as unet_training
+    from dpbench.pretrain.augment import Augmentation
+    from dpbench.pretrain.unet import PretrainConfig, pretrained_unet
+
+    gen = torch.Generator().manual_seed(0)
+    public = ImageSet(torch.randint(0, 256, (40, 1, 28, 28), generator=gen, dtype=torch.uint8), torch.arange(40) % 4)
+    config = AutoencoderConfig(28, 1, width=8)
+    kw = dict(pair_name="toy", seed=0, cache_dir=tmp_path, device=torch.device("cpu"))
+    calls = []
+    real_augment = ae_training.augment
+
+    def counting(x, aug, generator):
+        calls.append(x.shape[0])
+        return real_augment(x, aug, generator)
+
+    monkeypatch.setattr(ae_training, "augment", counting)
+    monkeypatch.setattr(unet_training, "augment", counting)
+    plain = public_autoencoder(public, config, AutoencoderTraining(steps=2, batch_size=8), **kw)
+    assert calls == []
+    codec = public_autoencoder(public, config, AutoencoderTraining(steps=2, batch_size=8, augmentation=Augmentation()),
+                               **kw)
+    assert calls == [8, 8] and codec.cache_key != plain.cache_key  # augmented training is another cache entry
+    unet_config = UNetConfig(7, 4, 4, base_channels=8, groups=4, channel_mults=(1, 2))
+    pretrained_unet(public, unet_config, PretrainConfig(steps=3, batch_size=8, augmentation=Augmentation()),
+                    encoder=codec, **kw)
+    assert calls == [8, 8, 8, 8, 8]  # each latent U-Net batch is augmented in pixels, then encoded

@@ -146,6 +146,9 @@ class BackboneBuilder(abc.ABC):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    # Bump when what `build` trains changes (code, data handling, settings). From 2 on it is part of every run's
+    # config hash, so records, sweeps and resumes never mix two recipes of one backbone.
+    recipe_version: ClassVar[int | None] = None
 
     @abc.abstractmethod
     def build(self, ctx: "MethodContext") -> Backbone: ...

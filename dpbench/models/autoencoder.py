@@ -88,5 +88,10 @@ class LatentCodec:
         return torch.cat(parts) if parts else torch.empty(0)
 
     @torch.no_grad()
+    def encode_model_range(self, images: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] float images (e.g. an augmented batch) -> latents."""
+        return self.model.encode(images.to(self.device))
+
+    @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return to_uint8(self.model.decode(latents.to(self.device)))

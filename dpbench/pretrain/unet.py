@@ -34,7 +34,7 @@ class PretrainConfig:
     # EMA of weights (Ho et al. 2020 use 0.9999 over 800k steps); with warm-up, since runs here are short.
     ema_decay: float | None = 0.999
     grad_clip: float = 1.0  # gradient-norm clipping at 1 (Ho et al. 2020)
-    augmentation: Augmentation | None = None  # pixel backbones only: latents are encoded once, before training
+    augmentation: Augmentation | None = None  # applied to pixels; a latent backbone encodes each augmented batch
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -135,12 +135,15 @@ def pretrained_unet(
             phases.append(("pre-train (public, unconditional)", steps,
                            _stream_batches(stream, train.batch_size, model.null_class, encode, seed)))
         if stream is None or stream.conditional_after:
-            batches = _tensor_batches(encode(public.images), public.labels, train.batch_size, train.p_uncond,
-                                      model.null_class, gen)
-            if train.augmentation is not None:
-                if encoder is not None:
-                    raise ValueError("augmentation applies to pixel backbones only")
+            if train.augmentation is None:
+                batches = _tensor_batches(encode(public.images), public.labels, train.batch_size, train.p_uncond,
+                                          model.null_class, gen)
+            else:  # augment in pixel space, then (latent backbones) encode each augmented batch
+                batches = _tensor_batches(to_model_range(public.images), public.labels, train.batch_size,
+                                          train.p_uncond, model.null_class, gen)
                 batches = ((augment(x0, train.augmentation, gen), y) for x0, y in batches)
+                if encoder is not None:
+                    batches = ((encoder.encode_model_range(x0).cpu(), y) for x0, y in batches)
             phases.append(("pre-train (public)", train.steps - sum(p[1] for p in phases), batches))
         started = time.perf_counter()
         state = _train(model, phases, train, gen, device, progress)

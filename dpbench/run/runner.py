@@ -85,6 +85,7 @@ class Resolved:
     pair: Any
     evaluators: list
     settings: Any
+    backbone: Any = None  # the BackboneBuilder the settings name, when they name a registered one
 
 
 def resolve_device(name: str) -> torch.device:
@@ -124,7 +125,9 @@ def resolve(registry: Registry, request: RunRequest) -> Resolved:
         raise RunInputError(f"bad setting for method '{method.name}': {exc}") from exc
     except (ValueError, TypeError, KeyError) as exc:
         raise RunInputError(f"bad setting for method '{method.name}': {exc}") from exc
-    return Resolved(method, pair, evaluators, settings)
+    backbone_name = getattr(settings, "backbone", None)
+    backbone = registry.backbone(backbone_name) if backbone_name in registry.backbones else None
+    return Resolved(method, pair, evaluators, settings, backbone)
 
 
 def data_digest(data: PairData) -> str:
@@ -156,6 +159,10 @@ def run_config(request: RunRequest, resolved: Resolved, digest: str) -> dict:
         # the per-example gradient implementation per scope: a resumed run keeps the one it started with; a table
         # of torch.func's alone (the engine before issue 12) keeps the earlier hashes
         **({"per_example": dict(PER_EXAMPLE_TABLE)} if set(PER_EXAMPLE_TABLE.values()) != {"vmap"} else {}),
+        # another backbone recipe is another run: a sweep never skips, and a resume never continues, a cell whose
+        # backbone was re-trained; a backbone still at its first recipe keeps the earlier hashes
+        **({"backbone_recipe": {resolved.backbone.name: version}}
+           if (version := getattr(resolved.backbone, "recipe_version", None)) not in (None, 1) else {}),
     }
 
 
