@@ -209,8 +209,8 @@ class _ConvRule:
 
 
 # Below this many output channels, oneDNN's grouped weight-gradient convolution takes a slow path on CPU (a rank-4
-# LoDA A conv 32 -> 4 at 28x28, batch 64: 9.2 ms, where 32 -> 8 takes about 2), and one bmm against g placed at
-# each kernel offset takes 2.7 ms; from 8 channels on, the grouped convolution wins (benchmarks/RESULTS.md,
+# LoDA A conv 32 -> 4 at 28x28, batch 64: 9.4 ms, where 32 -> 8 takes about 2), and one bmm against g placed at
+# each kernel offset takes 2.6 ms; from 8 channels on, the grouped convolution wins (benchmarks/RESULTS.md,
 # "Per-example conv weight gradients").
 SHIFTED_BELOW_CHANNELS = 8
 
