@@ -201,3 +201,29 @@ def test_per_row_conv_weight_gradients_equal_autograds_for_every_geometry(geomet
     expected = torch.stack([torch.autograd.grad((conv(a[r:r + 1]) * g[r:r + 1]).sum(), conv.weight)[0]
                             for r in range(4)])
     assert torch.allclose(_per_row_conv_weight_grads(conv, a, g), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("geometry", [dict(kernel_size=1), dict(kernel_size=3, padding=1)])
+@pytest.mark.parametrize("k", [1, 2])
+def test_the_ghost_conv_rule_gives_the_per_example_norms_and_clipped_sum(geometry, k):
+    """Small feature maps and wide channels take the ghost norm (never materialised per-example gradients); its
+    norms and weighted sum must equal those of the explicit per-example gradients, K rows summed first."""
+    from dpbench.privacy.per_example.layers import _ConvRule
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(32, 32, bias=True, **geometry)
+    examples = 3
+    a = torch.randn(examples * k, 32, 2, 2)
+    g = torch.randn_like(conv(a))
+    rule = _ConvRule(conv, a, g, examples)
+    assert rule.ghost and rule.per_example is None
+    per_row = [torch.autograd.grad((conv(a[r:r + 1]) * g[r:r + 1]).sum(), (conv.weight, conv.bias))
+               for r in range(examples * k)]
+    weight = torch.stack([w for w, _ in per_row]).view(examples, k, *conv.weight.shape).sum(1)
+    bias = torch.stack([b for _, b in per_row]).view(examples, k, -1).sum(1)
+    expected_sq = weight.flatten(1).square().sum(1) + bias.square().sum(1)
+    assert torch.allclose(rule.squared_norms(), expected_sq, rtol=1e-4)
+    weights = torch.tensor([0.5, 1.0, 0.25])
+    summed = rule.weighted_sum(weights, None)
+    assert torch.allclose(summed["weight"], torch.einsum("b,b...->...", weights, weight), atol=1e-4)
+    assert torch.allclose(summed["bias"], weights @ bias, atol=1e-4)

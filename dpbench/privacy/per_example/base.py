@@ -42,9 +42,11 @@ def example_weights(norms_sq: torch.Tensor, max_grad_norm: float | None) -> tupl
     return torch.where(bad, torch.zeros_like(weights), weights), norms, bad
 
 
-def zero_rows(t: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
+def zero_rows(t: torch.Tensor, bad: torch.Tensor | None) -> torch.Tensor:
     """`t` with the rows of the examples `bad` zeroed (rows of `t` may be K per example, example-major). A weight
-    of 0 alone is not enough: 0 * inf = NaN would poison the sum."""
+    of 0 alone is not enough: 0 * inf = NaN would poison the sum. `bad` None: no example is bad, `t` as it is."""
+    if bad is None:
+        return t
     rows = bad.repeat_interleave(t.shape[0] // bad.shape[0])
     return torch.where(rows.view(-1, *([1] * (t.dim() - 1))), torch.zeros_like(t), t)
 

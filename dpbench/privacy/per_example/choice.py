@@ -22,6 +22,8 @@ CHOICES = (AUTO, *IMPLEMENTATIONS)
 #   K = 4: loda 1.65 / 1.38 / 1.29, full 1.33 / 1.48 / 1.28, attention 2.07 / 1.66 / 1.70, lora 2.22 / 1.89 / 1.72.
 # With per-example conv weight gradients by placement and bmm below 8 output channels (2026-12-01, ghost only):
 #   K = 1: loda 1.22, full 1.42, classifier 1.61; K = 4: loda 1.15, full 1.37.
+# With 1x1 fast paths on the ghost-norm path too, every scope in one run (ghost): K = 1: loda 1.25, full 1.33,
+#   attention 1.19, lora 1.14, classifier 1.67; K = 4: loda 1.21, full 1.24, attention 1.09, lora 1.10.
 # Ghost is fastest, or within the noise of the fastest (lora K = 1, attention K = 4: hooks), for every scope and K,
 # with the lowest peak memory, so it is every scope's choice; vmap stays for models or losses it cannot handle.
 TABLE = {"full": "ghost", "attention": "ghost", "lora": "ghost", "loda": "ghost", "classifier": "ghost"}

@@ -85,8 +85,9 @@ class LayerwiseGradients:
         norms_sq = sum(rule.squared_norms() for _, rule in rules)
         weights, norms, bad = example_weights(norms_sq, max_grad_norm)
         summed = {}
+        bad_rows = bad if bad.any() else None  # one check per batch, not a masked copy of every layer's rows
         for name, rule in rules:
-            for param, value in rule.weighted_sum(weights, bad).items():
+            for param, value in rule.weighted_sum(weights, bad_rows).items():
                 summed[f"{name}.{param}" if name else param] = value
         for name, p in self.trainable.items():  # a layer the loss never reached has gradient 0
             summed.setdefault(name, torch.zeros_like(p))
@@ -181,7 +182,8 @@ class _ConvRule:
                 total = torch.linalg.vector_norm(self.per_example.flatten(1), dim=1).square()
             else:
                 m = self.module
-                cols = F.unfold(self.a, m.kernel_size, m.dilation, m.padding, m.stride)  # (R, p, L)
+                cols = self.a.flatten(2) if _pointwise(m) else F.unfold(self.a, m.kernel_size, m.dilation, m.padding,
+                                                                         m.stride)  # (R, p, L)
                 positions = cols.shape[2]
                 cols = cols.reshape(self.examples, -1, cols.shape[1], positions).permute(0, 2, 1, 3).flatten(2)
                 outs = self.g.reshape(self.examples, -1, self.g.shape[1], positions).permute(0, 2, 1, 3).flatten(2)
@@ -200,9 +202,12 @@ class _ConvRule:
                 out["weight"] = (weights @ zero_rows(self.per_example, bad).flatten(1)).view(m.weight.shape)
             else:
                 rows = weights.repeat_interleave(self.a.shape[0] // self.examples).view(-1, 1, 1, 1)
-                out["weight"] = torch.nn.grad.conv2d_weight(
-                    zero_rows(self.a, bad), m.weight.shape, zero_rows(self.g, bad) * rows,
-                    stride=m.stride, padding=m.padding, dilation=m.dilation)
+                a, g = zero_rows(self.a, bad), zero_rows(self.g, bad) * rows
+                if _pointwise(m):  # a matmul per position: skip the convolution's call overhead
+                    out["weight"] = torch.bmm(g.flatten(2), a.flatten(2).transpose(1, 2)).sum(0).view(m.weight.shape)
+                else:
+                    out["weight"] = torch.nn.grad.conv2d_weight(a, m.weight.shape, g, stride=m.stride,
+                                                                padding=m.padding, dilation=m.dilation)
         if m.bias is not None and m.bias.requires_grad:
             out["bias"] = weights @ zero_rows(self._bias_per_example(), bad)
         return out
@@ -215,12 +220,16 @@ class _ConvRule:
 SHIFTED_BELOW_CHANNELS = 8
 
 
+def _pointwise(module: nn.Conv2d) -> bool:
+    """A 1x1, stride-1, unpadded conv: a matmul per position, so its input rows are their own unfolding."""
+    return module.kernel_size == (1, 1) and module.stride == (1, 1) and module.padding == (0, 0)
+
+
 def _per_row_conv_weight_grads(module: nn.Conv2d, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Each row's weight gradient of a Conv2d, (rows, *weight.shape), from its input rows a and output gradient
     rows g."""
     w, rows = module.weight, a.shape[0]
-    kh, kw = w.shape[2:]
-    if (kh, kw) == (1, 1) and module.stride == (1, 1) and module.padding == (0, 0):  # a matmul per position
+    if _pointwise(module):
         return torch.bmm(g.flatten(2), a.flatten(2).transpose(1, 2)).view(rows, *w.shape)
     if w.shape[0] < SHIFTED_BELOW_CHANNELS and module.stride == (1, 1):  # at stride 2 the two are even
         return _shifted_output_grads(module, a, g)
