@@ -4,7 +4,7 @@ every LoDA adapter conv of the default preset's pixel U-Net (batch 64), one run,
 - grouped: one weight-gradient convolution with the batch rows as groups;
 - shifted: g placed at each kernel offset of a zero frame, one bmm against the padded input (any kernel);
 - bmm: 1x1 stride-1 convs only, a matmul per row;
-- chosen: what the engine's rule (`_per_row_conv_weight_grads`) picks for the geometry;
+- chosen: what the engine picks (`per_row_conv_way`) for the geometry;
 - batched: the non-private step's one weight gradient for the whole batch, as the baseline.
 
     python benchmarks/conv_weight_grads.py                 # width 16, the default preset
@@ -17,13 +17,14 @@ import json
 import statistics
 import time
 from collections import defaultdict
+from functools import partial
 
 import torch
 
 from dpbench.builtins.scopes import LoDAScope
 from dpbench.finetune.method import DiffusionSettings
 from dpbench.models.unet import ClassConditionalUNet, UNetConfig
-from dpbench.privacy.per_example.layers import SHIFTED_BELOW_CHANNELS, _shifted_output_grads
+from dpbench.privacy.per_example.layers import PER_ROW_CONV_WAYS, _pointwise, per_row_conv_way
 
 
 def adapter_shapes(width: int, batch: int) -> list[tuple[torch.nn.Conv2d, torch.Tensor, torch.Tensor]]:
@@ -43,16 +44,11 @@ def adapter_shapes(width: int, batch: int) -> list[tuple[torch.nn.Conv2d, torch.
 
 
 def ways(conv, a, g):
-    rows, w = a.shape[0], conv.weight
-    out = {
-        "batched": lambda: torch.nn.grad.conv2d_weight(a, w.shape, g, stride=conv.stride, padding=conv.padding),
-        "grouped": lambda: torch.nn.grad.conv2d_weight(
-            a.reshape(1, -1, *a.shape[2:]), (rows * w.shape[0], *w.shape[1:]), g.reshape(1, -1, *g.shape[2:]),
-            stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=rows),
-        "shifted": lambda: _shifted_output_grads(conv, a, g),
-    }
-    if w.shape[2:] == (1, 1) and conv.stride == (1, 1):
-        out["bmm"] = lambda: torch.bmm(g.flatten(2), a.flatten(2).transpose(1, 2))
+    """The non-private batched weight gradient, then every per-row way that applies to this conv."""
+    out = {"batched": lambda: torch.nn.grad.conv2d_weight(a, conv.weight.shape, g, stride=conv.stride,
+                                                          padding=conv.padding, dilation=conv.dilation)}
+    out.update({name: partial(way, conv, a, g) for name, way in PER_ROW_CONV_WAYS.items()
+                if name != "bmm" or _pointwise(conv)})
     return out
 
 
@@ -64,6 +60,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     times: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    chosen: dict[tuple, str] = {}
     layers = adapter_shapes(args.width, args.batch)
     for conv, a, g in layers:
         for fn in ways(conv, a, g).values():
@@ -71,6 +68,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for conv, a, g in layers:
             key = (tuple(conv.weight.shape), a.shape[2], conv.stride[0])
+            chosen[key] = per_row_conv_way(conv)
             for name, fn in ways(conv, a, g).items():
                 start = time.perf_counter()
                 fn()
@@ -78,12 +76,11 @@ def main() -> None:
     rows = []
     for (shape, size, stride), by_way in times.items():
         # several layers share a geometry: their calls are pooled, so a median is of all their calls
-        rows.append({"weight": list(shape), "input_size": size, "stride": stride, "calls_per_step": len(
-            by_way["batched"]) // args.repeats, **{f"{k}_ms": 1e3 * statistics.median(v) for k, v in by_way.items()}})
-    for row in rows:  # what the engine's rule picks for this geometry
-        row["chosen"] = "bmm" if "bmm_ms" in row else "shifted" if row["weight"][0] < SHIFTED_BELOW_CHANNELS and row["stride"] == 1 \
-            else "grouped"
-        row["chosen_ms"] = row[f"{row['chosen']}_ms"]
+        way = chosen[(shape, size, stride)]
+        medians = {f"{k}_ms": 1e3 * statistics.median(v) for k, v in by_way.items()}
+        rows.append({"weight": list(shape), "input_size": size, "stride": stride,
+                     "calls_per_step": len(by_way["batched"]) // args.repeats, **medians,
+                     "chosen": way, "chosen_ms": medians[f"{way}_ms"]})
     totals = defaultdict(float)
     for row in rows:
         for key, value in row.items():

@@ -69,7 +69,7 @@ class PixelBackbone(dpbench.BackboneBuilder):
         """Everything the shipped weights depend on; a shipped file is used only when this matches exactly."""
         config, train = self._config(ctx), PRETRAIN_PRESETS[ctx.preset]
         stream = public_stream(ctx)
-        return {"recipe_version": PIXEL_RECIPE_VERSION, "pair": ctx.pair.name, "preset": ctx.preset,
+        return {"recipe_version": self.recipe_version, "pair": ctx.pair.name, "preset": ctx.preset,
                 "unet": config.to_dict(), "unet_key": config.key(), "train": train.to_dict(), "seed": PRETRAIN_SEED,
                 "public_digest": tensor_digest(ctx.public.images, ctx.public.labels),
                 "stream": stream.key() if stream else None}
@@ -118,7 +118,7 @@ class LatentBackbone(dpbench.BackboneBuilder):
     def recipe(self, ctx) -> dict:
         """Everything both shipped files depend on; they are used only when this matches exactly."""
         ae, unet = self._configs(ctx)
-        return {"recipe_version": LATENT_RECIPE_VERSION, "pair": ctx.pair.name, "preset": ctx.preset,
+        return {"recipe_version": self.recipe_version, "pair": ctx.pair.name, "preset": ctx.preset,
                 "autoencoder": {"config": dataclasses.asdict(ae), "key": ae.key(),
                                 "train": dataclasses.asdict(AUTOENCODER_PRESETS[ctx.preset])},
                 "unet": unet.to_dict(), "unet_key": unet.key(), "train": LATENT_PRETRAIN_PRESETS[ctx.preset].to_dict(),

@@ -225,17 +225,32 @@ def _pointwise(module: nn.Conv2d) -> bool:
     return module.kernel_size == (1, 1) and module.stride == (1, 1) and module.padding == (0, 0)
 
 
-def _per_row_conv_weight_grads(module: nn.Conv2d, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Each row's weight gradient of a Conv2d, (rows, *weight.shape), from its input rows a and output gradient
-    rows g."""
+def _pointwise_output_grads(module: nn.Conv2d, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Per-row weight gradients of a pointwise conv: one matmul per row."""
+    return torch.bmm(g.flatten(2), a.flatten(2).transpose(1, 2)).view(a.shape[0], *module.weight.shape)
+
+
+def _grouped_output_grads(module: nn.Conv2d, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Per-row weight gradients as one weight-gradient convolution with the rows as groups."""
     w, rows = module.weight, a.shape[0]
-    if _pointwise(module):
-        return torch.bmm(g.flatten(2), a.flatten(2).transpose(1, 2)).view(rows, *w.shape)
-    if w.shape[0] < SHIFTED_BELOW_CHANNELS and module.stride == (1, 1):  # at stride 2 the two are even
-        return _shifted_output_grads(module, a, g)
     return torch.nn.grad.conv2d_weight(
         a.reshape(1, -1, *a.shape[2:]), (rows * w.shape[0], *w.shape[1:]), g.reshape(1, -1, *g.shape[2:]),
         stride=module.stride, padding=module.padding, dilation=module.dilation, groups=rows).view(rows, *w.shape)
+
+
+def per_row_conv_way(module: nn.Conv2d) -> str:
+    """Which of PER_ROW_CONV_WAYS builds this conv's per-row weight gradients."""
+    if _pointwise(module):
+        return "bmm"
+    if module.weight.shape[0] < SHIFTED_BELOW_CHANNELS and module.stride == (1, 1):  # at stride 2 the two are even
+        return "shifted"
+    return "grouped"
+
+
+def _per_row_conv_weight_grads(module: nn.Conv2d, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Each row's weight gradient of a Conv2d, (rows, *weight.shape), from its input rows a and output gradient
+    rows g."""
+    return PER_ROW_CONV_WAYS[per_row_conv_way(module)](module, a, g)
 
 
 def _shifted_output_grads(module: nn.Conv2d, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -255,3 +270,7 @@ def _shifted_output_grads(module: nn.Conv2d, a: torch.Tensor, g: torch.Tensor) -
     grads = torch.bmm(placed.view(rows, out_ch * kh * kw, height * width),
                       padded.reshape(rows, in_ch, height * width).transpose(1, 2))
     return grads.view(rows, out_ch, kh, kw, in_ch).permute(0, 1, 4, 2, 3)
+
+
+PER_ROW_CONV_WAYS = {"bmm": _pointwise_output_grads, "shifted": _shifted_output_grads,
+                     "grouped": _grouped_output_grads}
