@@ -15,6 +15,7 @@ from dpbench.models.unet import ClassConditionalUNet, UNetConfig
 from dpbench.privacy import engine
 from dpbench.privacy.engine import DPSettings, PrivateTrainer
 from dpbench.privacy.per_example import IMPLEMENTATIONS
+from dpbench.privacy.per_example.choice import EXAMPLES, ROWS, examples_per_chunk
 
 torch.set_num_threads(2)
 K = 4
@@ -72,21 +73,33 @@ def _summed_clipped_gradient(n: int, k: int, implementation: str, physical: int 
     trainer = _signal_only_trainer(data, k, physical, chunks, implementation)
     gradient = trainer._privatised_gradient()
     assert sum(chunks) == n == trainer.batch_sizes[0]
-    # chunks of `physical` examples, each with its K draws, as the non-private step runs them: an example's draws
-    # are never split across chunks, and the last chunk is short (3 + 3 + 2 for 8 examples)
-    assert max(chunks) <= physical and len(chunks) == -(-n // physical)
+    # chunks of whole examples, each with its K draws (an example's draws are never split across chunks), as many
+    # as the tiny U-Net's scope chunking says; the last chunk is short (3 + 3 + 2 for 8 examples at K = 1)
+    per_chunk = examples_per_chunk(engine.CHUNKING["full"], physical, k)
+    assert max(chunks) == min(per_chunk, n) and len(chunks) == -(-n // per_chunk)
     return {name: g * n for name, g in gradient.items()}  # undo the division by the expected batch size
 
 
+@pytest.mark.parametrize("chunking", [ROWS, EXAMPLES])
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("k", [1, K])
-def test_one_example_contributes_at_most_c_whatever_k(k, implementation):
+def test_one_example_contributes_at_most_c_whatever_k(k, implementation, chunking, monkeypatch):
+    monkeypatch.setitem(engine.CHUNKING, "full", chunking)  # the tiny U-Net trained whole is the "full" scope
     n = 5
     without = _summed_clipped_gradient(n, k, implementation)
     with_extra = _summed_clipped_gradient(n + 1, k, implementation)
     contribution = torch.cat([(with_extra[name] - without[name]).flatten() for name in without]).norm().item()
     assert contribution <= C * (1 + 1e-3)
     assert contribution >= 0.99 * C  # the example is clipped to exactly C, not silently dropped
+
+
+def test_a_chunk_holds_whole_examples_rows_chunking_as_many_rows_as_at_k_1():
+    assert examples_per_chunk(ROWS, 64, 1) == examples_per_chunk(EXAMPLES, 64, 1) == 64
+    assert examples_per_chunk(ROWS, 64, 4) == 16  # 64 rows, as at K = 1
+    assert examples_per_chunk(ROWS, 3, 4) == 1  # never less than one whole example
+    assert examples_per_chunk(EXAMPLES, 64, 4) == 64  # 256 rows
+    with pytest.raises(ValueError, match="chunking"):
+        examples_per_chunk("draws", 64, 4)
 
 
 def test_k_draws_are_averaged_inside_the_example():
@@ -133,7 +146,7 @@ def test_the_methods_batch_maker_draws_k_per_example_from_the_engines_examples()
     assert 0.2 < (~kept).float().mean().item() < 0.3  # dropped to the null class with p_uncond
     again = make_batch({"x": x, "y": y}, torch.Generator().manual_seed(0))
     assert all(torch.equal(batch[name], again[name]) for name in batch)  # drawn from the engine's generator only
-    # and the engine runs a real step with it: K draws per example, chunks shrunk K-fold
+    # and the engine runs a real step with it: K draws per example, in the scope's chunks
     settings = DPSettings(expected_batch_size=4, steps=1, max_grad_norm=1.0, noise_multiplicity=K,
                           physical_batch_size=8)
     trainer = PrivateTrainer(_tiny_unet(), diffusion_example_loss(schedule), make_batch, settings, private_x=x[:8],

@@ -31,7 +31,8 @@ from dpbench.privacy.distributed import SINGLE, World
 from dpbench.privacy.ledger import PrivacyStage
 from dpbench.privacy.per_example import base as clipping
 from dpbench.privacy.per_example import build as build_per_example
-from dpbench.privacy.per_example.choice import AUTO, CHOICES, resolve_implementation
+from dpbench.privacy.per_example.choice import (AUTO, CHOICES, CHUNKING, examples_per_chunk, resolve_implementation,
+                                                scope_of)
 from dpbench.privacy.per_example.vmap import VmapGradients
 from dpbench.privacy.randomness import engine_randomness
 from dpbench.seeds import stream_seed
@@ -54,7 +55,7 @@ class DPSettings:
     max_grad_norm: float
     accountant: str = DEFAULT_ACCOUNTANT
     noise_multiplicity: int = 1  # K draws per example, averaged before clipping
-    physical_batch_size: int = 64  # examples per chunk (each with its K draws); bounds memory, not privacy
+    physical_batch_size: int = 64  # examples per chunk at K = 1 (per_example.choice.CHUNKING at K > 1); bounds memory
     per_example: str = AUTO  # per-example gradient implementation: "auto" (by scope) or one of IMPLEMENTATIONS
 
     def __post_init__(self) -> None:
@@ -128,6 +129,8 @@ class PrivateTrainer:
                                  noise_multiplicity=settings.noise_multiplicity, budget_share=budget_share,
                                  per_example=implementation)
         self.trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        self.__examples_per_chunk = examples_per_chunk(CHUNKING[scope_of(model)], settings.physical_batch_size,
+                                                       settings.noise_multiplicity)
         if not self.trainable:
             raise ValueError("the model has no trainable parameters")
         replica = (world.rank, world.size) if world.is_distributed else None
@@ -218,10 +221,7 @@ class PrivateTrainer:
         private), and how many of them were zeroed for a non-finite gradient."""
         total = {n: torch.zeros_like(p) for n, p in self.trainable.items()}
         nonfinite = 0
-        # A chunk holds physical_batch_size examples with all K draws of each (K times the rows at K > 1), as a
-        # non-private step of that batch does: chunks shrunk K-fold kept memory flat but cost ~1.4x in per-call
-        # overhead on the small latent models (benchmarks/RESULTS.md, issue 12). Lower physical_batch_size for memory.
-        chunk = self.settings.physical_batch_size
+        chunk = self.__examples_per_chunk
         for start in range(0, len(indices), chunk):
             idx = indices[start:start + chunk]
             batch = self._make_batch({"x": self.__x[idx], "y": self.__y[idx]}, self.batch_generator)

@@ -29,7 +29,7 @@ from dpbench.privacy.checkpoint import CheckpointMismatchError, CheckpointPlan
 from dpbench.privacy.distributed import join_launched_world, launched_world_size
 from dpbench.privacy.randomness import RECORD_LABEL, RNG_KINDS
 from dpbench.privacy.ledger import PrivacyLedger
-from dpbench.privacy.per_example.choice import TABLE as PER_EXAMPLE_TABLE
+from dpbench.privacy.per_example.choice import CHUNKING, TABLE as PER_EXAMPLE_TABLE
 from dpbench.run.progress import SilentProgress
 from dpbench.run.records import SAMPLES_NAME, SCHEMA_VERSION, decode_number, run_dir, write_record
 from dpbench.run.synthetic import save_synthetic
@@ -159,6 +159,8 @@ def run_config(request: RunRequest, resolved: Resolved, digest: str) -> dict:
         # the per-example gradient implementation per scope: a resumed run keeps the one it started with; a table
         # of torch.func's alone (the engine before issue 12) keeps the earlier hashes
         **({"per_example": dict(PER_EXAMPLE_TABLE)} if set(PER_EXAMPLE_TABLE.values()) != {"vmap"} else {}),
+        # how a step's K draws are chunked decides which draws each example gets; at K = 1 every chunking is the same
+        **({"chunking": dict(CHUNKING)} if getattr(resolved.settings, "noise_multiplicity", 1) > 1 else {}),
         # another backbone recipe is another run: a sweep never skips, and a resume never continues, a cell whose
         # backbone was re-trained; a backbone still at its first recipe keeps the earlier hashes
         **({"backbone_recipe": {resolved.backbone.name: version}}

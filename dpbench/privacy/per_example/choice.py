@@ -28,6 +28,27 @@ CHOICES = (AUTO, *IMPLEMENTATIONS)
 # with the lowest peak memory, so it is every scope's choice; vmap stays for models or losses it cannot handle.
 TABLE = {"full": "ghost", "attention": "ghost", "lora": "ghost", "loda": "ghost", "classifier": "ghost"}
 
+ROWS, EXAMPLES = "rows", "examples"
+# scope -> what a chunk of the DP step holds at K > 1 (at K = 1 both are physical_batch_size examples):
+#   ROWS: physical_batch_size // K examples (at least 1), the rows of a K = 1 chunk, so peak memory is flat in K;
+#   EXAMPLES: physical_batch_size examples with all K draws of each (K times the rows), as the non-private step runs.
+# From `python benchmarks/dp_step.py --k 1 4 --impl ghost` (benchmarks/RESULTS.md, "K = 4 with whole-example
+# chunks"), DP step time over the non-private step at K = 4, ROWS / EXAMPLES: loda 1.29 / 1.49, full 1.28 / 1.37,
+# attention 1.70 / 1.48, lora 1.72 / 1.19. The pixel U-Net's scopes lose nothing to the smaller chunks and keep
+# their memory flat (peak RSS 0.67x / 0.79x the non-private K = 4 step, against 1.22x / 1.25x); the small latent
+# U-Net pays each chunk's fixed per-layer cost, and its memory is flat either way (1.01x, 1.05x). With this table, one
+# run ("Chunks per scope"): K = 4 loda 1.14 / 0.69x RSS, full 1.32 / 0.74x, attention 1.17 / 1.02x, lora 1.19 / 1.05x.
+CHUNKING = {"full": ROWS, "loda": ROWS, "classifier": ROWS, "attention": EXAMPLES, "lora": EXAMPLES}
+
+
+def examples_per_chunk(chunking: str, physical_batch_size: int, noise_multiplicity: int) -> int:
+    """How many examples (each with all its K draws; one example is never split) one chunk of the step holds."""
+    if chunking == ROWS:
+        return max(1, physical_batch_size // noise_multiplicity)
+    if chunking == EXAMPLES:
+        return physical_batch_size
+    raise ValueError(f"chunking must be '{ROWS}' or '{EXAMPLES}', got '{chunking}'")
+
 
 def scope_of(model: nn.Module) -> str:
     """The scope the trainable parameter set is: adapters by their parameter names, "full" for a diffusion
