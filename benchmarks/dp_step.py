@@ -10,6 +10,11 @@ load. Peak memory (CUDA max allocated, or peak RSS on a CPU) is measured in subp
     python benchmarks/dp_step.py --methods dp-loda --impl ghost vmap --steps 7
     python benchmarks/dp_step.py --methods dp-loda dp-diffusion --pixel-width 64 --impl ghost
     python benchmarks/dp_step.py --profile benchmarks/profiles     # top ops of each scope's steps
+    python benchmarks/dp_step.py --head-to-head --methods dp-loda dp-diffusion --steps 9 --json
+
+`--head-to-head` times the listed methods' steps against each other in one process (the engine's own
+implementation choice, K = the first `--k`): every method's DP and non-private steps alternate in each repeat, so
+"DP-LoDA's step against DP full's" is not skewed by load that differs between two subprocesses.
 """
 from __future__ import annotations
 
@@ -138,6 +143,30 @@ def time_one(method: str, batch: int, repeats: int, k: int, implementation: str,
             "dp_all": dp_times, "non_private_all": np_times, "time_ratio": dp / np_}
 
 
+def head_to_head(methods: list[str], batch: int, repeats: int, k: int, device_name: str,
+                 pixel_width: int | None) -> list[dict]:
+    """Median seconds of each method's DP and non-private steps, all alternated in this process; ratios are
+    against the first method's step of the same mode."""
+    import torch
+
+    device = torch.device(device_name)
+    steps = {m: _steps(m, batch, k, "auto", device, pixel_width) for m in methods}
+    seconds = {(m, mode): [] for m in methods for mode in ("dp", "non_private")}
+    for dp_step, non_private_step, _, _ in steps.values():
+        dp_step(), non_private_step()
+    for _ in range(repeats):
+        for m, (dp_step, non_private_step, _, _) in steps.items():
+            seconds[m, "dp"].append(_timed(dp_step, device))
+            seconds[m, "non_private"].append(_timed(non_private_step, device))
+    median = {key: statistics.median(v) for key, v in seconds.items()}
+    return [{"method": m, "scope": "/".join(METHODS[m]), "k": steps[m][3], "mode": mode, "implementation": "auto",
+             "batch": batch, "pixel_width": pixel_width, "threads": torch.get_num_threads(), "repeats": repeats,
+             "seconds_per_step": median[m, mode], "time_ratio": median[m, mode] / median[m, "non_private"],
+             f"against_{methods[0]}": median[m, mode] / median[methods[0], mode], "all_seconds": seconds[m, mode],
+             "trainable_parameters": steps[m][2]}
+            for m in methods for mode in ("non_private", "dp")]
+
+
 def _current_rss_mb() -> float:
     import os
 
@@ -207,6 +236,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", metavar="DIR", help="write each method's top operators to DIR/<scope>.txt")
+    parser.add_argument("--head-to-head", action="store_true",
+                        help="time the methods' steps against each other in one process (K = the first --k)")
     parser.add_argument("--time-one", nargs=3, metavar=("METHOD", "K", "IMPL"), help=argparse.SUPPRESS)
     parser.add_argument("--memory-one", nargs=4, metavar=("METHOD", "MODE", "K", "IMPL"), help=argparse.SUPPRESS)
     parser.add_argument("--profile-one", nargs=2, metavar=("METHOD", "IMPL"), help=argparse.SUPPRESS)
@@ -222,6 +253,19 @@ def main() -> None:
         return
     if args.profile_one:
         print(json.dumps(profile_one(*args.profile_one[:1], args.batch, args.profile_one[1], args.device, args.profile)))
+        return
+    if args.head_to_head:
+        rows = head_to_head(args.methods, args.batch, args.steps, args.k[0], args.device, width)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return
+        first = args.methods[0]
+        print(f"| method | backbone/scope | mode | s/step (batch {args.batch}, median of {args.steps}) | × non-private "
+              f"| × {first} |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['method']} | {r['scope']} | {r['mode']} | {r['seconds_per_step']:.3f} | {r['time_ratio']:.2f} "
+                  f"| {r[f'against_{first}']:.2f} |")
         return
     common = ["--batch", str(args.batch), "--device", args.device, *(["--pixel-width", str(width)] if width else [])]
     if args.profile:
