@@ -12,6 +12,7 @@ the chunk; pick the largest chunk that fits.
 
     python benchmarks/paper_costs.py --device cuda                 # the full table, markdown
     python benchmarks/paper_costs.py --device cpu --pairs svhn-mnist --methods dp-lora --chunk 2 --json
+    python benchmarks/paper_costs.py --device cuda --no-fid        # where no Inception weights can be had
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def _fid_seconds_per_image(pair, device: torch.device, n: int, cache_dir: Path) 
 
 
 def measure(method_name: str, pair, settings, registry, device: torch.device, chunk: int, repeats: int,
-            cache_dir: Path) -> dict:
+            cache_dir: Path, fid: bool = True) -> dict:
     from dpbench.builtins.backbones import LATENT_PRETRAIN_PRESETS, PRETRAIN_PRESETS
     from dpbench.eval.downstream import DOWNSTREAM_TRAINING
     from dpbench.finetune.classifier import classifier_example_loss, pass_through
@@ -136,8 +137,9 @@ def measure(method_name: str, pair, settings, registry, device: torch.device, ch
         stages["dp_finetune"] = (sec / chunk * settings.batch_size * settings.steps, mb)
 
     if n_samples:  # generators only: a classifier has no samples to score
-        per_image, mb = _fid_seconds_per_image(pair, device, n=max(16, min(64, chunk * 8)), cache_dir=cache_dir)
-        stages["fid"] = (per_image * (n_samples + n_test), mb)
+        if fid:
+            per_image, mb = _fid_seconds_per_image(pair, device, n=max(16, min(64, chunk * 8)), cache_dir=cache_dir)
+            stages["fid"] = (per_image * (n_samples + n_test), mb)
         train = DOWNSTREAM_TRAINING["paper"]
         clf = build_classifier(pair.classifier, pair.channels, pair.image_size, pair.num_classes).to(device)
         copt = torch.optim.Adam(clf.parameters(), lr=1e-3)
@@ -164,6 +166,8 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=32, help="examples per timed DP step (physical batch)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cache-dir", type=Path, default=Path(".dpbench-cache"), help="Inception weights live here")
+    parser.add_argument("--no-fid", action="store_true",
+                        help="leave out the FID/KID stage (where no Inception weights can be had); totals exclude it")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from dpbench.api.registry import load_registry
@@ -177,7 +181,7 @@ def main() -> None:
             method = registry.method(method_name)
             settings = method.settings("paper", pair)
             rows.append(measure(method_name, pair, settings, registry, device, args.chunk, args.repeats,
-                                args.cache_dir))
+                                args.cache_dir, fid=not args.no_fid))
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -187,6 +191,8 @@ def main() -> None:
     for r in rows:
         cells = [f"{r['hours'][s]:.2f} ({r['peak_mb'][s]:.0f})" if s in r["hours"] else "–" for s in stages]
         print(f"| {r['method']} | {r['pair']} | {' | '.join(cells)} | {r['total_hours']:.1f} |")
+    if args.no_fid:
+        print("\nFID/KID not measured (--no-fid): the totals leave it out.")
 
 
 if __name__ == "__main__":

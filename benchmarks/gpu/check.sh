@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Issue 12's GPU check as one command on a lent GPU machine, after `bash benchmarks/gpu/wheels.sh` here:
+#   device run, carry [".whl"], command "bash benchmarks/gpu/check.sh", timeout_s 540
+# It installs the carried wheels and dpbench (without touching the image's torch) into /tmp/site, then writes
+# into $OUT: the GPU and torch it ran on, the DP step against the non-private step on the GPU (every scope,
+# K = 1 and 4), and the paper preset's per-stage GPU-hours for every method and real pair (FID left out: its
+# Inception weights are not carried). Each benchmark has its own time limit, so a slow one still returns the rest.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/dpbench-gpu-check}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "installing the carried wheels failed" >&2; exit 1; }
+python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --upgrade --target /tmp/site . \
+    || { echo "installing dpbench failed" >&2; exit 1; }
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.csv"
+python3 -c "import torch, dpbench; print('torch', torch.__version__, torch.cuda.get_device_name(0))" | tee "$OUT/torch.txt"
+start=$(date +%s)
+timeout 200 python3 benchmarks/dp_step.py --device cuda --k 1 4 --impl ghost --json \
+    > "$OUT/dp_step-cuda.json" 2> "$OUT/dp_step-cuda.err"
+echo "dp_step: rc $? after $(( $(date +%s) - start )) s"
+start=$(date +%s)
+timeout 240 python3 benchmarks/paper_costs.py --device cuda --no-fid --json \
+    > "$OUT/paper_costs-cuda.json" 2> "$OUT/paper_costs-cuda.err"
+echo "paper_costs: rc $? after $(( $(date +%s) - start )) s"
