@@ -118,8 +118,33 @@ def test_set_overrides_are_validated_and_recorded(tmp_path, shared_cache):
     assert record["method"]["settings"]["backbone"] == "latent"
     assert record["method"]["settings"]["noise_multiplicity"] == 2  # parsed by the setting's type
     assert record["method"]["overrides"] == {"backbone": "latent", "noise_multiplicity": "2"}  # as given
-    assert record["config"]["settings"] == record["method"]["settings"]
+    # the hashed settings are the recorded ones, less physical_batch_size at its default (see the test below)
+    assert record["method"]["settings"]["physical_batch_size"] == 64
+    assert record["config"]["settings"] == {k: v for k, v in record["method"]["settings"].items()
+                                            if k != "physical_batch_size"}
     assert [s["noise_multiplicity"] for s in record["privacy"]["stages"]] == [2]
+
+
+def test_physical_batch_size_reaches_the_engine_and_the_hash_only_off_its_default(tmp_path, shared_cache,
+                                                                                  monkeypatch):
+    from dpbench.privacy import engine
+
+    seen = []
+    original = engine.PrivateTrainer.__init__
+
+    def spy(self, model, loss, make_batch, settings, **kwargs):
+        seen.append(settings.physical_batch_size)
+        original(self, model, loss, make_batch, settings, **kwargs)
+
+    monkeypatch.setattr(engine.PrivateTrainer, "__init__", spy)
+    args = ("--method", "dp-loda", "--eps", "10", "--evaluator", "accuracy")
+    default, small = _run(tmp_path, shared_cache, *args), _run(tmp_path, shared_cache, *args, "--set",
+                                                               "physical_batch_size=8")
+    assert default.exit_code == 0 and small.exit_code == 0, default.output + small.output
+    assert seen == [64, 8]
+    default, small = json.loads(default.stdout), json.loads(small.stdout)
+    assert "physical_batch_size" not in default["config"]["settings"]  # at its default, earlier hashes stand
+    assert small["config"]["settings"]["physical_batch_size"] == 8 and small["config_hash"] != default["config_hash"]
 
 
 def test_delta_at_or_above_one_over_n_is_refused_and_nothing_is_written(tmp_path, shared_cache):

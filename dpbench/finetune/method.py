@@ -17,7 +17,7 @@ from dpbench.finetune.diffusion import DiffusionGenerator, finetune_diffusion
 from dpbench.finetune.sample_counts import samples_per_class
 from dpbench.models.diffusion import P_UNCOND, DiffusionSchedule
 from dpbench.privacy.accountant import ACCOUNTANTS
-from dpbench.privacy.engine import DPSettings
+from dpbench.privacy.engine import DEFAULT_PHYSICAL_BATCH, DPSettings
 
 SAMPLING_BATCH = 250
 UNET_PARTS = ("down", "mid", "up")
@@ -59,6 +59,9 @@ class DiffusionSettings:
     guidance_scale: float = setting(2.0, "classifier-free guidance scale w", minimum=0)
     accountant: str = setting("rdp", "privacy accountant for calibration and the re-check", choices=ACCOUNTANTS)
     samples_per_class: int = setting(100, "synthetic images drawn per class for evaluation", minimum=1)
+    physical_batch_size: int = setting(DEFAULT_PHYSICAL_BATCH, "examples per chunk of the DP step's per-example "
+                                       "gradients (K > 1: per scope, that many rows or examples); bounds memory, "
+                                       "not privacy", minimum=1)
 
     def with_(self, **changes) -> "DiffusionSettings":
         return dataclasses.replace(self, **changes)
@@ -100,7 +103,8 @@ class DiffusionFinetuneMethod(Method):
         schedule = DiffusionSchedule()
         dp = DPSettings(expected_batch_size=settings.batch_size, steps=planned_steps(settings, len(ctx.private)),
                         max_grad_norm=settings.max_grad_norm, accountant=settings.accountant,
-                        noise_multiplicity=settings.noise_multiplicity)
+                        noise_multiplicity=settings.noise_multiplicity,
+                        physical_batch_size=settings.physical_batch_size)
         with ctx.stage("finetune"):
             finetune_diffusion(ctx, model, schedule, dp, lr=settings.lr, p_uncond=settings.p_uncond,
                                codec=backbone.codec)

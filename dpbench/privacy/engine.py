@@ -46,6 +46,9 @@ PerExampleLoss = Callable[[Callable[..., torch.Tensor], dict[str, torch.Tensor]]
 MakeBatch = Callable[[dict[str, torch.Tensor], torch.Generator], dict[str, torch.Tensor]]
 
 
+DEFAULT_PHYSICAL_BATCH = 64  # examples per chunk of the per-example gradient computation: bounds memory, not privacy
+
+
 @dataclass(frozen=True)
 class DPSettings:
     """The DP-SGD hyperparameters a method chooses. ε and δ are not among them: they are the user's."""
@@ -55,7 +58,7 @@ class DPSettings:
     max_grad_norm: float
     accountant: str = DEFAULT_ACCOUNTANT
     noise_multiplicity: int = 1  # K draws per example, averaged before clipping
-    physical_batch_size: int = 64  # examples per chunk at K = 1 (per_example.choice.CHUNKING at K > 1); bounds memory
+    physical_batch_size: int = DEFAULT_PHYSICAL_BATCH  # per chunk: examples at K = 1, choice.CHUNKING at K > 1
     per_example: str = AUTO  # per-example gradient implementation: "auto" (by scope) or one of IMPLEMENTATIONS
 
     def __post_init__(self) -> None:

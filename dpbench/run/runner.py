@@ -28,6 +28,7 @@ from dpbench.privacy.books import PrivacyBooks
 from dpbench.privacy.checkpoint import CheckpointMismatchError, CheckpointPlan
 from dpbench.privacy.distributed import join_launched_world, launched_world_size
 from dpbench.privacy.randomness import RECORD_LABEL, RNG_KINDS
+from dpbench.privacy.engine import DEFAULT_PHYSICAL_BATCH
 from dpbench.privacy.ledger import PrivacyLedger
 from dpbench.privacy.per_example.choice import CHUNKING, TABLE as PER_EXAMPLE_TABLE
 from dpbench.run.progress import SilentProgress
@@ -147,11 +148,20 @@ def check_delta(request: RunRequest, method, pair_name: str, n_private: int) -> 
     return large_delta
 
 
+def hashed_settings(settings) -> dict:
+    """The method's settings as the config hash sees them. `physical_batch_size` came after records were written;
+    at its default it stays out, so their hashes stand (it changes the chunks, so any other value is hashed)."""
+    values = as_dict(settings)
+    if values.get("physical_batch_size") == DEFAULT_PHYSICAL_BATCH:
+        del values["physical_batch_size"]
+    return values
+
+
 def run_config(request: RunRequest, resolved: Resolved, digest: str) -> dict:
     """What the record's config hash covers. ε and the seed have folders of their own; the code version is
     recorded, not hashed."""
     return {
-        "method": resolved.method.name, "settings": as_dict(resolved.settings), "preset": request.preset,
+        "method": resolved.method.name, "settings": hashed_settings(resolved.settings), "preset": request.preset,
         "pair": resolved.pair.name, "data_digest": digest, "delta": request.delta,
         "evaluators": {e.name: e.settings(request.preset) for e in resolved.evaluators},
         **({"rng": request.rng} if request.rng != "seeded" else {}),  # seeded runs keep their earlier hashes
