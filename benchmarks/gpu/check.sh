@@ -3,8 +3,9 @@
 #   device run, carry [".whl"], command "bash benchmarks/gpu/check.sh", timeout_s 540
 # It installs the carried wheels and dpbench (without touching the image's torch) into /tmp/site, then writes
 # into $OUT: the GPU and torch it ran on, the DP step against the non-private step on the GPU (every scope,
-# K = 1 and 4), and the paper preset's per-stage GPU-hours for every method and real pair (FID left out: its
-# Inception weights are not carried). Each benchmark has its own time limit, so a slow one still returns the rest.
+# K = 1 and 4), the paper preset's per-stage GPU-hours for every method and real pair (FID left out: its
+# Inception weights are not carried), and the record of one default dp-loda run on the GPU. Each step has its own
+# time limit, so a slow one still returns the rest.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/dpbench-gpu-check}
@@ -24,3 +25,8 @@ start=$(date +%s)
 timeout 240 python3 benchmarks/paper_costs.py --device cuda --no-fid --json \
     > "$OUT/paper_costs-cuda.json" 2> "$OUT/paper_costs-cuda.err"
 echo "paper_costs: rc $? after $(( $(date +%s) - start )) s"
+# one real run end to end on the GPU (the default preset's shipped backbone; accuracy only, FID needs the weights)
+start=$(date +%s)
+timeout 150 python3 -m dpbench run --method dp-loda --pair digits-mnist --eps 10 --device cuda --evaluator accuracy \
+    --out /tmp/dpbench-runs --cache-dir /tmp/dpbench-cache --json > "$OUT/run-dp-loda-cuda.json" 2> "$OUT/run-dp-loda-cuda.err"
+echo "dp-loda default run: rc $? after $(( $(date +%s) - start )) s"
