@@ -48,6 +48,7 @@ def main() -> None:
     real = train.subset(index)
     with torch.no_grad():
         decoded = ImageSet(codec.decode(codec.encode(real.images)).cpu(), real.labels)
+    mse = float(((decoded.images.float() - real.images.float()) / 127.5).square().mean())
     rows = []
     for seed in args.seeds:
         start = time.perf_counter()
@@ -56,7 +57,7 @@ def main() -> None:
                                                device=device),
                "accuracy_decoded": train_and_test(pair, decoded, data.private_test, preset="default", seed=seed,
                                                   device=device),
-               "reconstruction_mse": float(((decoded.images.float() - real.images.float()) / 127.5).square().mean())}
+               "reconstruction_mse": mse}
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
     if args.json:
