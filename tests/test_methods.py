@@ -118,10 +118,10 @@ def test_set_overrides_are_validated_and_recorded(tmp_path, shared_cache):
     assert record["method"]["settings"]["backbone"] == "latent"
     assert record["method"]["settings"]["noise_multiplicity"] == 2  # parsed by the setting's type
     assert record["method"]["overrides"] == {"backbone": "latent", "noise_multiplicity": "2"}  # as given
-    # the hashed settings are the recorded ones, less physical_batch_size at its default (see the test below)
-    assert record["method"]["settings"]["physical_batch_size"] == 64
+    # the hashed settings are the recorded ones, less the late settings at their defaults (see the tests below)
+    assert record["method"]["settings"]["physical_batch_size"] == 64 and record["method"]["settings"]["min_timestep"] == 0
     assert record["config"]["settings"] == {k: v for k, v in record["method"]["settings"].items()
-                                            if k != "physical_batch_size"}
+                                            if k not in ("physical_batch_size", "min_timestep")}
     assert [s["noise_multiplicity"] for s in record["privacy"]["stages"]] == [2]
 
 
@@ -145,6 +145,37 @@ def test_physical_batch_size_reaches_the_engine_and_the_hash_only_off_its_defaul
     default, small = json.loads(default.stdout), json.loads(small.stdout)
     assert "physical_batch_size" not in default["config"]["settings"]  # at its default, earlier hashes stand
     assert small["config"]["settings"]["physical_batch_size"] == 8 and small["config_hash"] != default["config_hash"]
+
+
+def test_min_timestep_reaches_the_batch_maker_and_the_hash_only_off_its_default(tmp_path, shared_cache,
+                                                                               monkeypatch):
+    from dpbench.finetune import diffusion
+
+    drawn = []
+    original = diffusion.diffusion_batch_maker
+
+    def spy(*args, **kwargs):
+        make_batch = original(*args, **kwargs)
+
+        def recording(examples, generator):
+            batch = make_batch(examples, generator)
+            drawn.append(batch["t"].min().item())
+            return batch
+        return recording
+
+    monkeypatch.setattr(diffusion, "diffusion_batch_maker", spy)
+    args = ("--method", "dp-loda", "--eps", "10", "--evaluator", "accuracy")
+    default = _run(tmp_path, shared_cache, *args)
+    from_default = len(drawn)
+    window = _run(tmp_path, shared_cache, *args, "--set", "min_timestep=900")
+    assert default.exit_code == 0 and window.exit_code == 0, default.output + window.output
+    default, window = json.loads(default.stdout), json.loads(window.stdout)
+    assert min(drawn[:from_default]) < 900 and len(drawn) > from_default and min(drawn[from_default:]) >= 900
+    assert window["method"]["settings"]["min_timestep"] == 900
+    assert "min_timestep" not in default["config"]["settings"]  # at its default, earlier hashes stand
+    assert window["config"]["settings"]["min_timestep"] == 900 and window["config_hash"] != default["config_hash"]
+    bad = _run(tmp_path, shared_cache, *args, "--set", "min_timestep=1000")
+    assert bad.exit_code == 2 and "min_timestep" in bad.output
 
 
 def test_delta_at_or_above_one_over_n_is_refused_and_nothing_is_written(tmp_path, shared_cache):

@@ -153,3 +153,16 @@ def test_the_methods_batch_maker_draws_k_per_example_from_the_engines_examples()
                              private_y=y[:8], epsilon=10.0, delta=1e-5, device=torch.device("cpu"), seed=0)
     gradient = trainer._privatised_gradient()
     assert set(gradient) == set(trainer.trainable) and all(torch.isfinite(g).all() for g in gradient.values())
+
+
+def test_the_batch_maker_draws_timesteps_only_inside_the_window():
+    schedule = DiffusionSchedule()
+    x, y = torch.zeros(2000, 1, 4, 4), torch.arange(2000) % 3
+    t = diffusion_batch_maker(schedule, K, 0.1, 3, min_timestep=600)({"x": x, "y": y}, torch.Generator())["t"]
+    assert t.min().item() >= 600 and t.max().item() == schedule.num_steps - 1
+    assert t.float().mean().item() == pytest.approx((600 + 999) / 2, abs=10)  # uniform on the window
+    full = diffusion_batch_maker(schedule, K, 0.1, 3)({"x": x, "y": y}, torch.Generator())["t"]
+    assert full.min().item() < 10
+    for bad in (-1, schedule.num_steps):
+        with pytest.raises(ValueError, match="min_timestep"):
+            diffusion_batch_maker(schedule, K, 0.1, 3, min_timestep=bad)

@@ -38,13 +38,20 @@ def diffusion_example_loss(schedule: DiffusionSchedule):
     return loss
 
 
-def diffusion_batch_maker(schedule: DiffusionSchedule, k: int, p_uncond: float, null_class: int):
-    """Batches of (x0, K timesteps, K noises, K labels) per example from the step's (prepared) private examples."""
+def diffusion_batch_maker(schedule: DiffusionSchedule, k: int, p_uncond: float, null_class: int,
+                          min_timestep: int = 0):
+    """Batches of (x0, K timesteps, K noises, K labels) per example from the step's (prepared) private examples.
+
+    Timesteps are uniform on [min_timestep, T): a window above 0 spends the private gradient only on the noisier
+    steps, which shape a sample's global structure, and leaves the public backbone's fine denoising as it is.
+    """
+    if not 0 <= min_timestep < schedule.num_steps:
+        raise ValueError(f"min_timestep must be in [0, {schedule.num_steps}), got {min_timestep}")
 
     def make_batch(examples: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         x0, labels = examples["x"], examples["y"]
         b, device = x0.shape[0], x0.device
-        t = torch.randint(0, schedule.num_steps, (b, k), generator=generator, device=device)
+        t = torch.randint(min_timestep, schedule.num_steps, (b, k), generator=generator, device=device)
         noise = torch.randn((b, k, *x0.shape[1:]), generator=generator, device=device)
         y = drop_labels(labels.unsqueeze(1).expand(b, k).reshape(-1), p_uncond, null_class, generator).reshape(b, k)
         return {"x0": x0, "t": t, "noise": noise, "y": y}
@@ -53,7 +60,7 @@ def diffusion_batch_maker(schedule: DiffusionSchedule, k: int, p_uncond: float, 
 
 
 def finetune_diffusion(ctx: MethodContext, model: nn.Module, schedule: DiffusionSchedule, dp: DPSettings, *,
-                       lr: float, p_uncond: float, codec=None) -> None:
+                       lr: float, p_uncond: float, min_timestep: int = 0, codec=None) -> None:
     """Fine-tune the model's trainable parameters on the private split through the run's DP engine.
 
     With a (frozen, public-trained) codec, the engine encodes the private examples to latents first; encoding
@@ -61,7 +68,8 @@ def finetune_diffusion(ctx: MethodContext, model: nn.Module, schedule: Diffusion
     """
     model.to(ctx.device).train()
     prepare = codec.encode if codec is not None else to_model_range
-    make_batch = diffusion_batch_maker(schedule, dp.noise_multiplicity, p_uncond, ctx.pair.num_classes)
+    make_batch = diffusion_batch_maker(schedule, dp.noise_multiplicity, p_uncond, ctx.pair.num_classes,
+                                      min_timestep)
     trainer = ctx.private_trainer(model, diffusion_example_loss(schedule), make_batch, dp, prepare=prepare)
     optimizer = torch.optim.Adam(list(trainer.trainable.values()), lr=lr)
     trainer.run(optimizer, ctx.progress)

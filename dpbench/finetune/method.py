@@ -50,6 +50,8 @@ class DiffusionSettings:
     max_grad_norm: float = setting(1.0, "per-example clip norm C", above=0)
     noise_multiplicity: int = setting(1, "K (timestep, noise) draws per example, averaged before clipping",
                                       minimum=1)
+    min_timestep: int = setting(0, "smallest diffusion timestep drawn while fine-tuning (of T = 1000): timesteps "
+                                "are uniform on [min_timestep, T)", minimum=0, below=1000)
     p_uncond: float = setting(P_UNCOND, "class-label dropout for classifier-free guidance (Ho & Salimans 2022)",
                               minimum=0, below=1)
     ddim_steps: int = setting(20, "DDIM sampling steps", minimum=1)
@@ -107,6 +109,7 @@ class DiffusionFinetuneMethod(Method):
                         physical_batch_size=settings.physical_batch_size)
         with ctx.stage("finetune"):
             finetune_diffusion(ctx, model, schedule, dp, lr=settings.lr, p_uncond=settings.p_uncond,
+                               min_timestep=settings.min_timestep,
                                codec=backbone.codec)
         generator = DiffusionGenerator(model.eval(), schedule, backbone.sample_shape, ddim_steps=settings.ddim_steps,
                                        ddim_eta=settings.ddim_eta, guidance_scale=settings.guidance_scale,

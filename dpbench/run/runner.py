@@ -148,12 +148,17 @@ def check_delta(request: RunRequest, method, pair_name: str, n_private: int) -> 
     return large_delta
 
 
+# Settings added after records were written, with the default that reproduces those records: at that default a
+# setting stays out of the hash, so earlier hashes stand; any other value is hashed.
+LATE_SETTINGS = {"physical_batch_size": DEFAULT_PHYSICAL_BATCH, "min_timestep": 0}
+
+
 def hashed_settings(settings) -> dict:
-    """The method's settings as the config hash sees them. `physical_batch_size` came after records were written;
-    at its default it stays out, so their hashes stand (it changes the chunks, so any other value is hashed)."""
+    """The method's settings as the config hash sees them (less `LATE_SETTINGS` at their defaults)."""
     values = as_dict(settings)
-    if values.get("physical_batch_size") == DEFAULT_PHYSICAL_BATCH:
-        del values["physical_batch_size"]
+    for name, default in LATE_SETTINGS.items():
+        if name in values and values[name] == default:
+            del values[name]
     return values
 
 

@@ -113,14 +113,15 @@ def tune_method(registry: Registry, *, method: str, pair: str, epsilon: float, d
                 break
             trial = Trial(overrides=overrides)
             result.trials.append(trial)
-            _run_trial(registry, base_request, base, trial, proxy, n_private, progress)
+            run_trial(registry, base_request, base, trial, proxy, n_private, progress)
             if on_trial is not None:
                 on_trial(trial)
         best = result.best().overrides
     return result
 
 
-def _run_trial(registry, base_request: RunRequest, base: dict, trial: Trial, proxy, n_private: int, progress) -> None:
+def run_trial(registry, base_request: RunRequest, base: dict, trial: Trial, proxy, n_private: int, progress) -> None:
+    """Run one trial on the proxy data at the real split's sample rate; fills in its score, status and record."""
     run_overrides = dict(trial.overrides)
     if "batch_size" in base:
         trial.proxy_batch_size = scaled_batch_size(run_overrides.get("batch_size", base["batch_size"]),
