@@ -612,8 +612,11 @@ def evaluate(run_dir, evaluators, data_root, device, cache_dir, as_json):
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--cache-dir", default=".dpbench-cache", envvar=CACHE_ENV, show_envvar=True, show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Pre-training cache (the tuning backbone too).")
+@click.option("--classifier-fits", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Score a generator's trial by the mean accuracy of this many classifier fits on its synthetic set "
+                   "(one fit moves a proxy trial by several points).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summaries as JSON on stdout.")
-def tune(pair, methods, epsilons, delta, preset, seed, out, data_root, device, cache_dir, as_json):
+def tune(pair, methods, epsilons, delta, preset, seed, out, data_root, device, cache_dir, classifier_fits, as_json):
     """Choose each method's hyperparameters on a proxy task cut from the PUBLIC split; no private data is used.
 
     The public split is cut into a backbone part (pre-trains the tuning backbone), a proxy-private part and a
@@ -626,6 +629,7 @@ def tune(pair, methods, epsilons, delta, preset, seed, out, data_root, device, c
       dpbench tune --pair digits-mnist
       dpbench tune --pair digits-mnist --method dp-loda --eps 1 --eps 10 --json
       dpbench tune --pair digits-mnist --preset smoke --out /tmp/tune
+      dpbench tune --pair digits-mnist --classifier-fits 5
     """
     from dpbench.run.progress import make_progress
     from dpbench.run.runner import RunInputError, validate_budget
@@ -653,7 +657,8 @@ def tune(pair, methods, epsilons, delta, preset, seed, out, data_root, device, c
                 with make_progress() as progress:
                     result = tune_method(registry, method=name, pair=pair, epsilon=epsilon, delta=delta, out=out,
                                          cache_dir=cache_dir, device=device, data_root=data_root,
-                                         progress=progress, preset=preset, seed=seed, split=split)
+                                         progress=progress, preset=preset, seed=seed, split=split,
+                                         classifier_fits=classifier_fits)
             except RunInputError as exc:
                 raise click.UsageError(str(exc)) from None
             except DataMissingError as exc:
@@ -666,7 +671,7 @@ def tune(pair, methods, epsilons, delta, preset, seed, out, data_root, device, c
                 failed.append(f"{name} at ε = {epsilon:g}: every trial failed ({result.trials[0].error})")
         path = tune_path(out, pair, preset, epsilon)
         documents.append(write_tuning(path, pair=pair, preset=preset, epsilon=epsilon, delta=delta, seed=seed,
-                                      split=split, results=results))
+                                      split=split, results=results, classifier_fits=classifier_fits))
         console.print(f"wrote {path}")
     if as_json:
         click.echo(json.dumps(documents, indent=2, default=str))

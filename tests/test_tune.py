@@ -83,16 +83,23 @@ def test_best_is_the_highest_score_and_the_earliest_of_ties():
 def test_tune_smoke_end_to_end(tmp_path):
     out = tmp_path / "tune"
     result = CliRunner().invoke(main, ["tune", "--pair", "digits-mnist", "--method", "dp-loda", "--method", "dp-sgd",
-                                       "--preset", "smoke", "--eps", "10", "--out", str(out),
+                                       "--preset", "smoke", "--eps", "10", "--out", str(out), "--classifier-fits", "2",
                                        "--cache-dir", str(tmp_path / "cache"), "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)[0]
     assert json.loads((out / "tune-digits-mnist-smoke-eps10.json").read_text()) == document
+    assert document["protocol"]["classifier_fits"] == 2
     for name in ("dp-loda", "dp-sgd"):
         entry = document["methods"][name]
         assert len(entry["trials"]) == protocol.TRIAL_BUDGET
         scores = [t["score"] for t in entry["trials"] if t["score"] is not None]
         assert entry["chosen_score"] == max(scores)
+    # a generator's trial is scored by the mean of its classifier fits, the first being the record's own
+    for trial in document["methods"]["dp-loda"]["trials"]:
+        record = json.loads(open(out / trial["record"]).read())
+        assert len(trial["fits"]) == 2 and trial["fits"][0] == record["metrics"]["accuracy"]["value"]
+        assert trial["score"] == pytest.approx(sum(trial["fits"]) / 2)
+    assert all(t["fits"] is None for t in document["methods"]["dp-sgd"]["trials"])  # no synthetic set to refit on
     # every trial trained on the proxy-private part of the public split, at the real split's sample rate
     data = load_digits_mnist()
     split = ProxySplit()

@@ -19,14 +19,14 @@ def tune_path(out: Path, pair: str, preset: str, epsilon: float) -> Path:
 
 
 def write_tuning(path: Path, *, pair: str, preset: str, epsilon: float, delta: float, seed: int, split: ProxySplit,
-                 results: list[TuneResult]) -> dict:
+                 results: list[TuneResult], classifier_fits: int = 1) -> dict:
     document = {
         "pair": pair, "preset": preset, "epsilon": epsilon, "delta": delta, "seed": seed,
         "protocol": {"proxy_split": split.to_dict(), "trial_budget": protocol.TRIAL_BUDGET,
                      "score": f"{protocol.SCORE_METRIC} on the proxy test split",
                      "trial_samples_per_class": protocol.TRIAL_SAMPLES_PER_CLASS,
                      "clip_factors": list(protocol.CLIP_FACTORS), "lr_factors": list(protocol.LR_FACTORS), "lr_refine": list(protocol.LR_REFINE),
-                     "guidance_factors": list(protocol.GUIDANCE_FACTORS)},
+                     "guidance_factors": list(protocol.GUIDANCE_FACTORS), "classifier_fits": classifier_fits},
         "methods": {r.method: r.to_dict() for r in results},
     }
     atomic_write_bytes(path, json.dumps(document, indent=2, default=str).encode())
