@@ -17,7 +17,7 @@ Steps × batch never grows, so a chosen setting costs what the preset costs: the
 
 With `classifier_fits` N > 1, a generator's trial is scored by the mean accuracy of N classifier fits on its own
 synthetic set (the evaluator's, then seeds seed + 1000·i), since one fit moves a proxy trial by several points; a
-method without a synthetic set (a DP classifier) keeps its one accuracy. The committed presets were tuned with 1.
+method without a synthetic set (a DP classifier) keeps its one accuracy. The committed presets were tuned with 5.
 """
 from __future__ import annotations
 
