@@ -26,7 +26,7 @@ def measure(batch: int, steps: int, repeats: int, threads: int, per_example: str
     import torch.distributed as dist
 
     from dp_step import _build
-    from dpbench.finetune.diffusion import diffusion_batch_maker, diffusion_example_loss
+    from dpbench.finetune.diffusion_finetune import diffusion_batch_maker, diffusion_example_loss
     from dpbench.models.diffusion import DiffusionSchedule
     from dpbench.privacy.distributed import join_launched_world
     from dpbench.privacy.engine import DPSettings, PrivateTrainer

@@ -66,7 +66,7 @@ def _steps(method: str, batch: int, k: int, implementation: str, device, pixel_w
     import torch.nn.functional as F
 
     from dpbench.finetune.classifier import classifier_example_loss, pass_through
-    from dpbench.finetune.diffusion import diffusion_batch_maker, diffusion_example_loss
+    from dpbench.finetune.diffusion_finetune import diffusion_batch_maker, diffusion_example_loss
     from dpbench.models.diffusion import DiffusionSchedule, diffusion_loss
     from dpbench.privacy.engine import DPSettings, PrivateTrainer
 

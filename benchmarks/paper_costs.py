@@ -79,7 +79,7 @@ def measure(method_name: str, pair, settings, registry, device: torch.device, ch
     from dpbench.builtins.backbones import LATENT_PRETRAIN_PRESETS, PRETRAIN_PRESETS
     from dpbench.eval.downstream import DOWNSTREAM_TRAINING
     from dpbench.finetune.classifier import classifier_example_loss, pass_through
-    from dpbench.finetune.diffusion import diffusion_batch_maker, diffusion_example_loss
+    from dpbench.finetune.diffusion_finetune import diffusion_batch_maker, diffusion_example_loss
     from dpbench.finetune.method import planned_steps
     from dpbench.models.classifiers import build_classifier
     from dpbench.models.diffusion import DiffusionSchedule, ddim_sample, diffusion_loss

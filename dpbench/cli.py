@@ -181,7 +181,7 @@ def sweep(methods, pairs, epsilons, seeds, delta, preset, overrides, references,
     from dpbench.run.progress import make_progress
     from dpbench.run.runner import RunInputError, RunRequest
     from dpbench.sweep.driver import SweepRequest, plan_sweep, timed_sweep
-    from dpbench.sweep.grid import SweepInputError, parse_epsilons, parse_names, parse_seeds
+    from dpbench.sweep.grid_spec import SweepInputError, parse_epsilons, parse_names, parse_seeds
     from dpbench.sweep.report import dry_run_document, dry_run_table
     from dpbench.sweep.slurm import SlurmOptions, parse_slurm_time
     from dpbench.sweep.summary import exit_code, summary_document, summary_table
@@ -534,7 +534,7 @@ def pretrain(pair, backbone, preset, output, data_root, device, cache_dir, as_js
       dpbench pretrain --pair digits-mnist
       dpbench pretrain --pair digits-mnist --preset smoke --output /tmp/weights --json
     """
-    from dpbench.run.export import export_backbone
+    from dpbench.pretrain.export import export_backbone
     from dpbench.run.progress import make_progress
 
     registry = load_registry()

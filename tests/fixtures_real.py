@@ -1,5 +1,5 @@
 """Tiny fixtures in each real dataset's distributed format, laid out under a data root as
-dpbench.builtins.real_pairs documents. Nothing here downloads anything."""
+dpbench.builtins.real_pair_specs documents. Nothing here downloads anything."""
 from __future__ import annotations
 
 import gzip

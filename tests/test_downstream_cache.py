@@ -41,8 +41,8 @@ def test_cache_entries_are_private_to_the_user(tmp_path):
 
 def test_a_pretrain_entry_whose_recorded_key_differs_is_rebuilt_not_reused(tmp_path, monkeypatch):
     from dpbench.models.unet import UNetConfig
-    from dpbench.pretrain import unet as pretrain_unet
-    from dpbench.pretrain.unet import PretrainConfig, pretrain_cache_path, pretrained_unet
+    from dpbench.pretrain import pixel_pretraining as pretrain_unet
+    from dpbench.pretrain.pixel_pretraining import PretrainConfig, pretrain_cache_path, pretrained_unet
 
     public = _set(0, n=16)
     config = UNetConfig.for_images(28, 1, 10, base_channels=8)

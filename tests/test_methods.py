@@ -149,7 +149,7 @@ def test_physical_batch_size_reaches_the_engine_and_the_hash_only_off_its_defaul
 
 def test_min_timestep_reaches_the_batch_maker_and_the_hash_only_off_its_default(tmp_path, shared_cache,
                                                                                monkeypatch):
-    from dpbench.finetune import diffusion
+    from dpbench.finetune import diffusion_finetune as diffusion
 
     drawn = []
     original = diffusion.diffusion_batch_maker

@@ -18,8 +18,8 @@ from dpbench.models.diffusion import (
 )
 from dpbench.models.loda import LoDAConv2d, add_loda_adapters, loda_parameter_count, trainable_parameter_names
 from dpbench.models.unet import ClassConditionalUNet, UNetConfig
-from dpbench.pretrain import unet as pretrain_mod
-from dpbench.pretrain.unet import PretrainConfig, pretrain_cache_path, pretrained_unet
+from dpbench.pretrain import pixel_pretraining as pretrain_mod
+from dpbench.pretrain.pixel_pretraining import PretrainConfig, pretrain_cache_path, pretrained_unet
 from dpbench.storage import tensor_digest
 
 torch.set_num_threads(2)

@@ -9,7 +9,7 @@ each row would let the example contribute up to K*C; with K identical draws it c
 import pytest
 import torch
 
-from dpbench.finetune.diffusion import diffusion_batch_maker, diffusion_example_loss
+from dpbench.finetune.diffusion_finetune import diffusion_batch_maker, diffusion_example_loss
 from dpbench.models.diffusion import DiffusionSchedule
 from dpbench.models.unet import ClassConditionalUNet, UNetConfig
 from dpbench.privacy import engine

@@ -9,7 +9,7 @@ from torch import nn
 
 from dpbench.builtins.scopes import AttentionScope, FullScope, LoDAScope, LoRAScope
 from dpbench.finetune.classifier import classifier_example_loss
-from dpbench.finetune.diffusion import diffusion_batch_maker, diffusion_example_loss
+from dpbench.finetune.diffusion_finetune import diffusion_batch_maker, diffusion_example_loss
 from dpbench.finetune.method import DiffusionSettings
 from dpbench.models.classifiers import build_classifier
 from dpbench.models.diffusion import DiffusionSchedule

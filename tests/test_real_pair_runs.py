@@ -5,10 +5,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from dpbench.builtins import real_pairs as rp
+from dpbench.builtins import real_pair_specs as rp
 from dpbench.cli import main
 from dpbench.models.unet import UNetConfig
-from dpbench.pretrain.unet import PretrainConfig, PublicStream, pretrain_cache_path, pretrained_unet
+from dpbench.pretrain.pixel_pretraining import PretrainConfig, PublicStream, pretrain_cache_path, pretrained_unet
 from tests.fixtures_real import write_all
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dpbench.builtins import real_pairs as rp
+from dpbench.builtins import real_pair_specs as rp
 from dpbench.builtins.imagenet_classes import DEVKIT_TO_CIFAR10, TABLE_I
 from dpbench.data.file_report import ENV_VAR
 from dpbench.data.readers import CorruptFileError, celeba, imagenet32_npz, mnist_idx, svhn_mat
@@ -24,7 +24,7 @@ def root(tmp_path_factory) -> Path:
 
 
 def test_registered_through_the_plugin_hook():
-    import dpbench.builtins.pairs_real as plugin
+    import dpbench.builtins.pair_real_files as plugin
 
     registered = []
     plugin.dpbench_register_pairs(registered.append)
@@ -35,7 +35,7 @@ def test_registered_through_the_plugin_hook():
     from dpbench.api.registry import load_registry
 
     origin = load_registry().origin  # and the registry gets them through the entry-point group
-    assert {origin[f"pair:{p.name}"].module for p in registered} == {"dpbench.builtins.pairs_real"}
+    assert {origin[f"pair:{p.name}"].module for p in registered} == {"dpbench.builtins.pair_real_files"}
 
 
 def test_svhn_mnist_common_format(root):

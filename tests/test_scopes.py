@@ -9,7 +9,7 @@ from dpbench.finetune.method import DiffusionSettings, parse_parts
 from dpbench.models.autoencoder import AutoencoderConfig
 from dpbench.models.lora import LoRAConv1x1, LoRALinear, lora_targets
 from dpbench.models.unet import AttentionBlock, ClassConditionalUNet, UNetConfig
-from dpbench.pretrain.autoencoder import AutoencoderTraining, public_autoencoder
+from dpbench.pretrain.autoencoder_pretraining import AutoencoderTraining, public_autoencoder
 
 torch.set_num_threads(2)
 SCOPES = {scope.name: scope for scope in (FullScope(), AttentionScope(), LoRAScope(), LoDAScope())}
@@ -118,10 +118,10 @@ def test_autoencoder_latents_bounded_cached_and_public_only(tmp_path):
 
 
 def test_the_latent_backbone_trains_on_augmented_public_batches(tmp_path, monkeypatch):
-    from dpbench.pretrain import autoencoder as ae_training
-    from dpbench.pretrain import unet as unet_training
+    from dpbench.pretrain import autoencoder_pretraining as ae_training
+    from dpbench.pretrain import pixel_pretraining as unet_training
     from dpbench.pretrain.augment import Augmentation
-    from dpbench.pretrain.unet import PretrainConfig, pretrained_unet
+    from dpbench.pretrain.pixel_pretraining import PretrainConfig, pretrained_unet
 
     gen = torch.Generator().manual_seed(0)
     public = ImageSet(torch.randint(0, 256, (40, 1, 28, 28), generator=gen, dtype=torch.uint8), torch.arange(40) % 4)

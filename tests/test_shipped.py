@@ -8,7 +8,7 @@ import dpbench.builtins.backbones as backbones
 from dpbench.api.context import MethodContext
 from dpbench.api.registry import load_registry
 from dpbench.pretrain.shipped import ShippedRecipeError, ShippedStore
-from dpbench.run.export import export_backbone
+from dpbench.pretrain.export import export_backbone
 from dpbench.run.progress import SilentProgress
 from dpbench.run.runner import RunRequest, execute
 
@@ -132,8 +132,8 @@ def test_the_latent_backbone_ships_both_parts_with_one_recipe(registry, data, la
 
 def test_the_shipped_backbone_draws_no_noise_like_sample(registry, data, tmp_path):
     """Recognisable digits only: the 0.1 backbone with deterministic DDIM left 30% of its samples noise-like."""
-    from dpbench.eval.noise_check import noise_like_mask
-    from dpbench.finetune.diffusion import DiffusionGenerator
+    from tests.noise_check import noise_like_mask
+    from dpbench.finetune.diffusion_finetune import DiffusionGenerator
     from dpbench.models.diffusion import DiffusionSchedule
 
     backbone = registry.backbone("pixel").build(_ctx(registry, data, "default", tmp_path))

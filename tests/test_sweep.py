@@ -17,7 +17,7 @@ from dpbench.cli import SUBMITIT_CLUSTER_ENV, main
 from dpbench.run.runner import RunRequest
 from dpbench.storage import cache_build_lock
 from dpbench.sweep.driver import SweepRequest, cell_jobs
-from dpbench.sweep.grid import SweepInputError, expand_grid, overrides_by_method
+from dpbench.sweep.grid_spec import SweepInputError, expand_grid, overrides_by_method
 from dpbench.sweep.plan import CellPlan, cell_request
 from dpbench.sweep.slurm import SlurmOptions, executor_parameters, parse_slurm_time
 from tests.conftest import install_fake_distribution

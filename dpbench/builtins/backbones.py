@@ -13,9 +13,9 @@ import dpbench
 from dpbench.models.autoencoder import AutoencoderConfig
 from dpbench.models.unet import UNetConfig
 from dpbench.pretrain.augment import Augmentation
-from dpbench.pretrain.autoencoder import AutoencoderTraining, autoencoder_meta, public_autoencoder
+from dpbench.pretrain.autoencoder_pretraining import AutoencoderTraining, autoencoder_meta, public_autoencoder
 from dpbench.pretrain.shipped import ShippedStore
-from dpbench.pretrain.unet import PretrainConfig, PublicStream, cached_meta, pretrained_unet
+from dpbench.pretrain.pixel_pretraining import PretrainConfig, PublicStream, cached_meta, pretrained_unet
 from dpbench.storage import tensor_digest
 
 PRETRAIN_PRESETS = {

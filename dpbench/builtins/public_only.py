@@ -4,7 +4,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import dpbench
-from dpbench.finetune.diffusion import DiffusionGenerator
+from dpbench.finetune.diffusion_finetune import DiffusionGenerator
 from dpbench.finetune.method import SAMPLING_BATCH
 from dpbench.finetune.sample_counts import samples_per_class
 from dpbench.models.diffusion import DiffusionSchedule

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from dpbench.api.context import MethodContext
 from dpbench.api.settings import setting
 from dpbench.api.types import Method, MethodResult
-from dpbench.finetune.diffusion import DiffusionGenerator, finetune_diffusion
+from dpbench.finetune.diffusion_finetune import DiffusionGenerator, finetune_diffusion
 from dpbench.finetune.sample_counts import samples_per_class
 from dpbench.models.diffusion import P_UNCOND, DiffusionSchedule
 from dpbench.privacy.accountant import ACCOUNTANTS

@@ -1,4 +1,4 @@
-"""The latent backbone's autoencoder (training on public images lives in dpbench.pretrain.autoencoder).
+"""The latent backbone's autoencoder (training on public images lives in dpbench.pretrain.autoencoder_pretraining).
 
 Latent diffusion (Rombach et al. 2022) runs the diffusion model in an autoencoder's latent space, with a
 downsampling factor f. LDM's autoencoders are KL- or VQ-regularised; dpbench uses a deterministic one whose

@@ -8,7 +8,8 @@ from pathlib import Path
 from dpbench.api.context import EvalContext
 from dpbench.api.registry import Registry
 from dpbench.run.records import RECORD_NAME, SCHEMA_VERSION, write_record
-from dpbench.run.runner import RunInputError, _env, _now, data_digest, evaluate_all, resolve_device
+from dpbench.run.environment import now, resolve_device, software_env
+from dpbench.run.runner import RunInputError, data_digest, evaluate_all
 from dpbench.run.synthetic import load_synthetic
 from dpbench.seeds import stream_seed
 
@@ -45,8 +46,8 @@ def rescore(registry: Registry, run_dir: Path, progress, *, evaluators: list[str
     seconds: dict[str, float] = {}
     record["metrics"].update(evaluate_all(chosen, ctx, seconds))
     record.setdefault("rescored", []).append({
-        "at": _now(), "evaluators": {e.name: e.settings(record["preset"]) for e in chosen},
-        "env": {**_env(torch_device), "wall_seconds": {k: round(v, 3) for k, v in seconds.items()}},
+        "at": now(), "evaluators": {e.name: e.settings(record["preset"]) for e in chosen},
+        "env": {**software_env(torch_device), "wall_seconds": {k: round(v, 3) for k, v in seconds.items()}},
     })
     write_record(path.parent, record)
     return record

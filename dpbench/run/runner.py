@@ -21,7 +21,7 @@ from dpbench.api.types import PRESETS, Classifier, Generator, Method, MethodResu
 from dpbench.data.overlap import cached_overlap, overlap_summary
 from dpbench.data.types import BadPairDataError, DataMissingError, PairData, check_pair_data
 from dpbench.eval.cost import cost_section, reset_peak_memory
-from dpbench.eval.grid import save_sample_grid
+from dpbench.eval.sample_grid import save_sample_grid
 from dpbench.privacy.accountant import DEFAULT_ACCOUNTANT, validate_ledger
 from dpbench.privacy.audit import AuditSettings
 from dpbench.privacy.books import PrivacyBooks

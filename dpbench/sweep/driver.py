@@ -11,7 +11,7 @@ from dpbench.api.registry import Registry
 from dpbench.run.runner import RunRequest
 from dpbench.sweep import summary
 from dpbench.sweep.cell import CellJob, CellResult
-from dpbench.sweep.grid import expand_grid
+from dpbench.sweep.grid_spec import expand_grid
 from dpbench.sweep.local import run_local
 from dpbench.sweep.plan import DONE, FAILED, CellPlan, plan_cells
 from dpbench.sweep.slurm import SlurmOptions, run_submitit

@@ -13,7 +13,7 @@ from dpbench.data.types import BadPairDataError, DataMissingError, check_pair_da
 from dpbench.run.records import RECORD_NAME
 from dpbench.run.runner import RunInputError, RunRequest, check_delta, data_digest, resolve, run_location
 from dpbench.privacy.randomness import RNG_KINDS
-from dpbench.sweep.grid import Cell, SweepInputError
+from dpbench.sweep.grid_spec import Cell, SweepInputError
 
 TODO, DONE, FAILED = "todo", "done", "failed"
 

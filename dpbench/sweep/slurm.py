@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from dpbench.sweep.cell import FAILED, CellJob, CellResult, run_cell
-from dpbench.sweep.grid import SweepInputError
+from dpbench.sweep.grid_spec import SweepInputError
 
 POLL_SECONDS = 2.0
 
