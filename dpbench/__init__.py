@@ -1,37 +1,28 @@
 """dpbench: a plugin-based benchmark of differentially private fine-tuning of diffusion models.
 
-Everything a plugin needs is importable from here; see docs/plugins.md.
+Everything a plugin needs is importable from here; see docs/plugins.md. The names are loaded on first use
+(PEP 562), so `import dpbench` and `dpbench --help` load neither torch nor Opacus; `dpbench.hookimpl` is
+eager (pluggy only).
 """
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
 
 import pluggy
 
-try:
-    __version__ = version("dpbench")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+local"
+from dpbench.version import API_VERSION, RemovedInAPI1Error, removed
 
 hookimpl = pluggy.HookimplMarker("dpbench")
 
-from dpbench.api.context import EvalContext, MethodContext, PrivateSplit  # noqa: E402
-from dpbench.version import API_VERSION, RemovedInAPI1Error, removed  # noqa: E402
-from dpbench.api.settings import SettingError, setting  # noqa: E402
-from dpbench.api.types import (  # noqa: E402
-    Backbone,
-    BackboneBuilder,
-    Classifier,
-    Evaluator,
-    Generator,
-    Method,
-    MethodResult,
-    Metric,
-    PublishedResult,
-    Scope,
-)
-from dpbench.data.types import FileStatus, ImageSet, PairData, PairSpec  # noqa: E402
-from dpbench.privacy.engine import DPSettings  # noqa: E402
+# public name -> the module that defines it
+_LAZY = {
+    **dict.fromkeys(("EvalContext", "MethodContext", "PrivateSplit"), "dpbench.api.context"),
+    **dict.fromkeys(("SettingError", "setting"), "dpbench.api.settings"),
+    **dict.fromkeys(("Backbone", "BackboneBuilder", "Classifier", "Evaluator", "Generator", "Method", "MethodResult",
+                     "Metric", "PublishedResult", "Scope"), "dpbench.api.types"),
+    **dict.fromkeys(("FileStatus", "ImageSet", "PairData", "PairSpec"), "dpbench.data.types"),
+    "DPSettings": "dpbench.privacy.engine",
+}
 
 __all__ = [
     "__version__", "API_VERSION", "RemovedInAPI1Error", "hookimpl", "Method", "MethodResult", "MethodContext", "PrivateSplit", "DPSettings",
@@ -42,7 +33,27 @@ __all__ = [
 _REMOVED = {"RunContext": "MethodContext", "PrivacyLedger": None}
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dpbench")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0.0.0+local"
+
+
 def __getattr__(name: str):
-    if name in _REMOVED:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name == "__version__":
+        value = _version()
+    elif name in _REMOVED:
         raise removed("dpbench", name, f"dpbench.{_REMOVED[name]}" if _REMOVED[name] else None)
-    raise AttributeError(f"module 'dpbench' has no attribute '{name}'")
+    else:
+        raise AttributeError(f"module 'dpbench' has no attribute '{name}'")
+    globals()[name] = value  # the next lookup does not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -7,26 +7,33 @@ import inspect
 import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from dpbench.api import hookspecs
-from dpbench.api.types import BackboneBuilder, Evaluator, Method, PublishedResult, Scope
-from dpbench.data.types import PairSpec
 from dpbench.version import API_VERSION, MIGRATION_HINT  # noqa: F401 - re-exported
+
+if TYPE_CHECKING:  # the API types import torch: loaded only when plugins are (`dpbench --help` loads neither)
+    from dpbench.api.types import BackboneBuilder, Evaluator, Method, PublishedResult, Scope
+    from dpbench.data.types import PairSpec
 
 ENTRY_POINT_GROUP = "dpbench"
 LOAD_PLUGINS_ENV = "DPBENCH_LOAD_PLUGINS"
-# kind -> (registry table attribute, expected type, hook name)
+# kind -> (registry table attribute, expected type's "module:name", hook name)
 KINDS = {
-    "method": ("methods", Method, "dpbench_register_methods"),
-    "pair": ("pairs", PairSpec, "dpbench_register_pairs"),
-    "evaluator": ("evaluators", Evaluator, "dpbench_register_evaluators"),
-    "scope": ("scopes", Scope, "dpbench_register_scopes"),
-    "backbone": ("backbones", BackboneBuilder, "dpbench_register_backbones"),
-    "published": ("published", PublishedResult, "dpbench_published_results"),
+    "method": ("methods", "dpbench.api.types:Method", "dpbench_register_methods"),
+    "pair": ("pairs", "dpbench.data.types:PairSpec", "dpbench_register_pairs"),
+    "evaluator": ("evaluators", "dpbench.api.types:Evaluator", "dpbench_register_evaluators"),
+    "scope": ("scopes", "dpbench.api.types:Scope", "dpbench_register_scopes"),
+    "backbone": ("backbones", "dpbench.api.types:BackboneBuilder", "dpbench_register_backbones"),
+    "published": ("published", "dpbench.api.types:PublishedResult", "dpbench_published_results"),
 }
+
+
+def expected_type(kind: str) -> type:
+    """The class a plugin's `kind` object must be an instance of (imported on first use)."""
+    module, name = KINDS[kind][1].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 class UnknownNameError(KeyError):
@@ -104,7 +111,8 @@ def check_method_api(method: Method) -> None:
 
 
 def _collector(registry: Registry, kind: str, plugin: LoadedPlugin):
-    attribute, expected, _ = KINDS[kind]
+    attribute, _, _ = KINDS[kind]
+    expected = expected_type(kind)
     table = getattr(registry, attribute)
 
     def register(obj: Any) -> None:
@@ -154,6 +162,8 @@ def pinned_plugins() -> set[str] | None:
 def load_registry(extra_modules: list[Any] | None = None) -> Registry:
     """Load every plugin of the entry-point group (or those pinned by $DPBENCH_LOAD_PLUGINS), then
     `extra_modules` (used by tests and embedders)."""
+    from dpbench.api import hookspecs
+
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     registry = Registry()
@@ -185,3 +195,56 @@ def load_registry(extra_modules: list[Any] | None = None) -> Registry:
         registry.plugins.append(plugin)
         _register_from(registry, pm, module, plugin)
     return registry
+
+
+def first_pair(registry: Registry) -> Any:
+    """The pair `list` and `show` describe settings on (settings can depend on the pair, e.g. sample counts)."""
+    return registry.pairs[sorted(registry.pairs)[0]] if registry.pairs else None
+
+
+def method_sheet(registry: Registry, name: str, pair: Any = None) -> dict:
+    """What `dpbench show METHOD` prints: the method, the presets it answers for on `pair` (default: the first
+    registered pair; settings can depend on the pair), and each setting's row of `describe` with its default
+    per preset."""
+    from dpbench.api.settings import describe
+    from dpbench.api.types import PRESETS
+
+    method = registry.method(name)
+    pair = pair if pair is not None else first_pair(registry)
+    origin = registry.origin.get(f"method:{name}")
+    rows: dict[str, dict] = {}
+    presets = []
+    for preset in PRESETS:
+        try:
+            described = describe(method.settings(preset, pair))
+        except Exception:  # a preset this method does not have (on this pair)
+            continue
+        presets.append(preset)
+        for row in described:
+            entry = rows.setdefault(row["name"], {k: v for k, v in row.items() if k != "default"} | {"defaults": {}})
+            entry["defaults"][preset] = row["default"]
+    return {"name": method.name, "description": method.description, "produces": method.produces,
+            "reference": method.reference, "plugin": origin.name if origin else None,
+            "pair": getattr(pair, "name", None), "presets": presets, "settings": list(rows.values())}
+
+
+def listing(registry: Registry, kind: str, with_settings: bool = False) -> list[dict]:
+    """`dpbench list KIND`'s rows: each registered name, its description and plugin, and what its kind adds
+    (methods with `with_settings`: each setting's row of `describe` under the default preset, on the first pair)."""
+    from dpbench.api.settings import describe
+
+    pair = first_pair(registry)
+    rows = []
+    for name, obj in sorted(getattr(registry, kind).items()):
+        origin = registry.origin.get(f"{kind[:-1]}:{name}")
+        row = {"name": name, "description": obj.description, "plugin": origin.name if origin else None}
+        if kind == "methods":
+            row.update(produces=obj.produces, reference=obj.reference)
+            if with_settings:
+                row["settings"] = describe(obj.settings("default", pair))
+        elif kind == "pairs":
+            row.update(image_size=obj.image_size, channels=obj.channels, num_classes=obj.num_classes)
+        elif kind == "evaluators":
+            row.update(applies_to=list(obj.applies_to))
+        rows.append(row)
+    return rows
