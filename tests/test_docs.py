@@ -5,8 +5,6 @@ import inspect
 import json
 import subprocess
 
-import pytest
-
 from dpbench.api import hookspecs
 from dpbench.api.registry import load_registry
 from tests.conftest import REPO
@@ -50,30 +48,39 @@ def test_there_are_six_hooks():
     assert len(_hook_signatures()) == 6
 
 
-@pytest.mark.parametrize("signature", _hook_signatures())
-def test_hook_is_documented_with_its_signature(signature):
-    assert signature in _docs_text(), f"{signature} is not in README.md or docs/*.md"
+def test_every_hook_is_documented_with_its_signature():
+    docs = _docs_text()
+    missing = [signature for signature in _hook_signatures() if signature not in docs]
+    assert not missing, f"hook signatures not in README.md or docs/*.md: {missing}"
 
 
-@pytest.mark.parametrize("method, key", _method_settings())
-def test_method_setting_is_documented(method, key):
-    assert f"`{key}`" in _docs_text(), f"setting `{key}` of method {method} is not in README.md or docs/*.md"
+def test_every_method_setting_is_documented():
+    docs = _docs_text()
+    settings = _method_settings()
+    assert settings, "no method settings found: the registry loaded no methods"
+    missing = [f"`{key}` of method {method}" for method, key in settings if f"`{key}`" not in docs]
+    assert not missing, f"method settings not in README.md or docs/*.md: {missing}"
 
 
-@pytest.mark.parametrize("path", _tracked_text_files())
-def test_no_tracked_file_points_outside_the_repo(path):
-    file = REPO / path
-    if not file.is_file():  # deleted in the working tree but still in the index
-        return
-    data = file.read_bytes()
-    if b"\0" in data[:8192]:  # binary
-        return
-    text = data.decode("utf-8", errors="replace")
-    for needle in FORBIDDEN:
-        assert needle not in text, f"{path} contains {needle!r}"
+def test_no_tracked_file_points_outside_the_repo():
+    paths = _tracked_text_files()
+    assert paths, "git ls-files listed nothing"
+    offenders = []
+    for path in paths:
+        file = REPO / path
+        if not file.is_file():  # deleted in the working tree but still in the index
+            continue
+        data = file.read_bytes()
+        if b"\0" in data[:8192]:  # binary
+            continue
+        text = data.decode("utf-8", errors="replace")
+        offenders += [f"{path} contains {needle!r}" for needle in FORBIDDEN if needle in text]
+    assert not offenders, "tracked files point outside the repository:\n" + "\n".join(offenders)
 
 
-@pytest.mark.parametrize("key", _record_keys())
-def test_record_key_is_documented(key):
-    assert f"`{key}`" in (REPO / "docs" / "record.md").read_text(encoding="utf-8"), \
-        f"record key `{key}` is not in docs/record.md"
+def test_every_record_key_is_documented():
+    record_doc = (REPO / "docs" / "record.md").read_text(encoding="utf-8")
+    keys = _record_keys()
+    assert keys, f"{RECORD_SCHEMA} lists no properties"
+    missing = [key for key in keys if f"`{key}`" not in record_doc]
+    assert not missing, f"record keys not in docs/record.md: {missing}"

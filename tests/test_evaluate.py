@@ -7,14 +7,18 @@ from click.testing import CliRunner
 
 from dpbench.cli import main
 from dpbench.run.records import read_records, validate_record
+from tests.conftest import mock_method_installed
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
+def smoke_run(tmp_path_factory, shared_cache, mock_method_site):
+    """A generator run of the mock method (real DP steps, 20 random images per class), scored on the shared cache."""
     root = tmp_path_factory.mktemp("evaluate")
-    result = CliRunner().invoke(main, ["run", "--method", "public-only", "--pair", "digits-mnist", "--eps", "0",
-                                       "--preset", "smoke", "--evaluator", "accuracy", "--out", str(root / "runs"),
-                                       "--cache-dir", str(root / "cache"), "--json"])
+    with mock_method_installed(mock_method_site) as method:
+        result = CliRunner().invoke(main, ["run", "--method", method, "--pair", "digits-mnist", "--eps", "1",
+                                           "--preset", "smoke", "--set", "samples_per_class=20", "--evaluator",
+                                           "accuracy", "--out", str(root / "runs"), "--cache-dir", str(shared_cache),
+                                           "--json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     directory = next((root / "runs").rglob("record.json")).parent
@@ -30,11 +34,11 @@ def test_generator_run_saves_what_it_scored(smoke_run):
         assert arrays["labels"].dtype == np.int64 and sorted(set(arrays["labels"].tolist())) == list(range(10))
 
 
-def test_evaluate_rescores_from_the_file_and_updates_the_record(smoke_run):
+def test_evaluate_rescores_from_the_file_and_updates_the_record(smoke_run, shared_cache):
     root, directory, record = smoke_run
     before = record["metrics"]["accuracy"]["value"]
     result = CliRunner().invoke(main, ["evaluate", str(directory), "--evaluator", "accuracy",
-                                       "--cache-dir", str(root / "cache"), "--json"])
+                                       "--cache-dir", str(shared_cache), "--json"])
     assert result.exit_code == 0, result.output
     updated = json.loads(result.stdout)
     assert updated["metrics"]["accuracy"]["value"] == pytest.approx(before)  # same samples, same seed

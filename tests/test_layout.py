@@ -11,7 +11,6 @@ from dpbench.api.registry import LOAD_PLUGINS_ENV, load_registry
 from tests.conftest import REPO, install_fake_distribution
 
 PACKAGE = REPO / "dpbench"
-CORE_MODULES = [p for p in PACKAGE.rglob("*.py") if "builtins" not in p.relative_to(PACKAGE).parts]
 BUILTIN_NAMES = ["digits-mnist", "svhn-mnist", "imagenet32-cifar10", "imagenet-celeba", "dp-loda", "dp-lora",
                  "dp-ldm", "dp-diffusion", "dp-sgd", "public-only"]
 
@@ -26,18 +25,34 @@ def _imports(path: Path) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("path", CORE_MODULES, ids=lambda p: str(p.relative_to(REPO)))
-def test_core_never_imports_a_plugin(path):
-    assert not [n for n in _imports(path) if n.startswith("dpbench.builtins") or n.startswith("dpbench_plugins")]
+def _core_modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "builtins" not in p.relative_to(PACKAGE).parts)
 
 
-@pytest.mark.parametrize("path", CORE_MODULES, ids=lambda p: str(p.relative_to(REPO)))
-def test_core_names_no_pair_and_no_method(path):
-    lines = path.read_text().splitlines()
-    if path.name == "cli.py":  # the --help examples show real commands; they are text, not code paths
-        lines = [line for line in lines if not re.match(r"\s+dpbench ", line)]
-    text = "\n".join(lines)
-    assert [name for name in BUILTIN_NAMES if re.search(rf"['\"]{re.escape(name)}['\"]", text)] == []
+def test_core_never_imports_a_plugin():
+    modules = _core_modules()
+    assert modules, f"no core modules under {PACKAGE}"
+    offenders = []
+    for path in modules:
+        bad = [n for n in _imports(path) if n.startswith("dpbench.builtins") or n.startswith("dpbench_plugins")]
+        if bad:
+            offenders.append(f"{path.relative_to(REPO)} imports {bad}")
+    assert not offenders, "core modules import a plugin:\n" + "\n".join(offenders)
+
+
+def test_core_names_no_pair_and_no_method():
+    modules = _core_modules()
+    assert modules, f"no core modules under {PACKAGE}"
+    offenders = []
+    for path in modules:
+        lines = path.read_text().splitlines()
+        if path.name == "cli.py":  # the --help examples show real commands; they are text, not code paths
+            lines = [line for line in lines if not re.match(r"\s+dpbench ", line)]
+        text = "\n".join(lines)
+        named = [name for name in BUILTIN_NAMES if re.search(rf"['\"]{re.escape(name)}['\"]", text)]
+        if named:
+            offenders.append(f"{path.relative_to(REPO)} names {named}")
+    assert not offenders, "core modules name a built-in pair or method:\n" + "\n".join(offenders)
 
 
 def test_stages_have_folders_and_the_old_package_is_gone():

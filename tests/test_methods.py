@@ -1,4 +1,5 @@
-"""Every built-in method runs end to end through `dpbench run` on the embedded pair with the smoke preset."""
+"""Every built-in method runs end to end through `dpbench run` on the embedded pair with the smoke preset (marked
+slow: these are the real methods' end-to-end runs; the harness's own tests use the mock method of tests/conftest.py)."""
 import json
 import math
 
@@ -37,6 +38,7 @@ def test_all_five_methods_and_the_public_only_reference_are_listed():
         assert plugins[methods[name]["plugin"]]["distribution"] == "dpbench"
 
 
+@pytest.mark.slow
 def test_dp_loda_smoke_with_every_evaluator(tmp_path, shared_cache):
     result = _run(tmp_path, shared_cache, "--method", "dp-loda", "--eps", "10")
     assert result.exit_code == 0, result.output
@@ -64,6 +66,7 @@ def test_dp_loda_smoke_with_every_evaluator(tmp_path, shared_cache):
     assert record["env"]["api_version"] == "1.0"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method, scope_check", [
     ("dp-lora", lambda s: s["scope"] == "lora" and s["backbone"] == "latent"),
     ("dp-ldm", lambda s: s["scope"] == "attention" and s["backbone"] == "latent"),
@@ -79,6 +82,7 @@ def test_generator_methods_smoke(tmp_path, shared_cache, method, scope_check):
     assert (fraction == 1.0) if method == "dp-diffusion" else (0 < fraction < 1)
 
 
+@pytest.mark.slow
 def test_dp_sgd_baseline_is_a_classifier_scored_by_accuracy(tmp_path, shared_cache):
     result = _run(tmp_path, shared_cache, "--method", "dp-sgd", "--eps", "1")
     assert result.exit_code == 0, result.output
@@ -90,6 +94,7 @@ def test_dp_sgd_baseline_is_a_classifier_scored_by_accuracy(tmp_path, shared_cac
     assert (_directory(tmp_path, record) / "record.json").exists()
 
 
+@pytest.mark.slow
 def test_non_private_run_and_public_only_reference(tmp_path, shared_cache):
     result = _run(tmp_path, shared_cache, "--method", "dp-loda", "--eps", "inf", "--evaluator", "accuracy")
     assert result.exit_code == 0, result.output
@@ -105,12 +110,19 @@ def test_non_private_run_and_public_only_reference(tmp_path, shared_cache):
     assert record["cost"]["trainable_parameters"] == 0
 
 
-def test_set_overrides_are_validated_and_recorded(tmp_path, shared_cache):
+def test_bad_set_overrides_exit_2_and_write_nothing(tmp_path, shared_cache):
     bad = _run(tmp_path, shared_cache, "--method", "dp-loda", "--eps", "10", "--set", "scope=everything")
     assert bad.exit_code == 2 and "unknown scope 'everything'" in bad.output
     bad = _run(tmp_path, shared_cache, "--method", "public-only", "--eps", "10")
     assert bad.exit_code == 2 and "--eps 0" in bad.output
+    bad = _run(tmp_path, shared_cache, "--method", "dp-loda", "--eps", "10", "--evaluator", "accuracy", "--set",
+               "min_timestep=1000")
+    assert bad.exit_code == 2 and "min_timestep" in bad.output
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_set_overrides_are_validated_and_recorded(tmp_path, shared_cache):
     ok = _run(tmp_path, shared_cache, "--method", "dp-loda", "--eps", "10", "--evaluator", "accuracy",
               "--set", "backbone=latent", "--set", "noise_multiplicity=2")
     assert ok.exit_code == 0, ok.output
@@ -125,6 +137,7 @@ def test_set_overrides_are_validated_and_recorded(tmp_path, shared_cache):
     assert [s["noise_multiplicity"] for s in record["privacy"]["stages"]] == [2]
 
 
+@pytest.mark.slow
 def test_physical_batch_size_reaches_the_engine_and_the_hash_only_off_its_default(tmp_path, shared_cache,
                                                                                   monkeypatch):
     from dpbench.privacy import engine
@@ -147,6 +160,7 @@ def test_physical_batch_size_reaches_the_engine_and_the_hash_only_off_its_defaul
     assert small["config"]["settings"]["physical_batch_size"] == 8 and small["config_hash"] != default["config_hash"]
 
 
+@pytest.mark.slow
 def test_min_timestep_reaches_the_batch_maker_and_the_hash_only_off_its_default(tmp_path, shared_cache,
                                                                                monkeypatch):
     from dpbench.finetune import diffusion_finetune as diffusion
@@ -174,8 +188,6 @@ def test_min_timestep_reaches_the_batch_maker_and_the_hash_only_off_its_default(
     assert window["method"]["settings"]["min_timestep"] == 900
     assert "min_timestep" not in default["config"]["settings"]  # at its default, earlier hashes stand
     assert window["config"]["settings"]["min_timestep"] == 900 and window["config_hash"] != default["config_hash"]
-    bad = _run(tmp_path, shared_cache, *args, "--set", "min_timestep=1000")
-    assert bad.exit_code == 2 and "min_timestep" in bad.output
 
 
 def test_delta_at_or_above_one_over_n_is_refused_and_nothing_is_written(tmp_path, shared_cache):
@@ -185,6 +197,7 @@ def test_delta_at_or_above_one_over_n_is_refused_and_nothing_is_written(tmp_path
     assert not list(tmp_path.rglob("record.json"))
 
 
+@pytest.mark.slow
 def test_a_large_delta_runs_only_when_allowed_and_is_marked(tmp_path, shared_cache):
     from dpbench.report.leaderboard import render
 

@@ -85,10 +85,10 @@ def faulty(plugin_path):
                               {"thirdparty_faulty": FAULTY_PLUGIN})
 
 
-def _run(tmp_path, *extra):
+def _run(tmp_path, cache, *extra):
     return CliRunner().invoke(main, ["run", "--method", "overspender", "--pair", "digits-mnist", "--eps", "1",
                                      "--preset", "smoke", "--evaluator", "accuracy", "--out", str(tmp_path / "runs"),
-                                     "--cache-dir", str(tmp_path / "cache"), *extra])
+                                     "--cache-dir", str(cache), *extra])
 
 
 def _the_record(tmp_path):
@@ -102,9 +102,9 @@ def _the_record(tmp_path):
     return path, record
 
 
-def test_an_honest_run_of_the_test_method_completes(faulty, tmp_path):
+def test_an_honest_run_of_the_test_method_completes(faulty, tmp_path, shared_cache):
     """The control for the failures below: the same method, nothing wrong, writes a completed record."""
-    result = _run(tmp_path)
+    result = _run(tmp_path, shared_cache)
     assert result.exit_code == 0, result.output
     path, record = _the_record(tmp_path)
     assert record["status"] == "completed" and "accuracy" in record["metrics"]
@@ -112,11 +112,11 @@ def test_an_honest_run_of_the_test_method_completes(faulty, tmp_path):
     assert (path.parent / "samples.png").exists()
 
 
-def test_a_ledger_over_budget_is_a_failed_run_never_a_completed_record(faulty, tmp_path, monkeypatch):
+def test_a_ledger_over_budget_is_a_failed_run_never_a_completed_record(faulty, tmp_path, shared_cache, monkeypatch):
     """An engine whose noise is far too small for the target (here: a broken calibration) spends more than ε;
     the harness's independent re-check of the ledger refuses the run."""
     monkeypatch.setattr("dpbench.privacy.engine.calibrate_noise", lambda *args, **kwargs: 0.3)
-    result = _run(tmp_path)
+    result = _run(tmp_path, shared_cache)
     assert result.exit_code == 1
     assert "exceeds the target" in result.output
     path, record = _the_record(tmp_path)
@@ -130,8 +130,8 @@ def test_a_ledger_over_budget_is_a_failed_run_never_a_completed_record(faulty, t
     ("no_step", "NoPrivateStepError", "took no private step"),
     ("overshare", "ValueError", "budget shares add up to 1.2 > 1"),
 ])
-def test_the_harness_refuses_a_run_outside_its_engines(faulty, tmp_path, fault, error_type, message):
-    result = _run(tmp_path, "--set", f"fault={fault}")
+def test_the_harness_refuses_a_run_outside_its_engines(faulty, tmp_path, shared_cache, fault, error_type, message):
+    result = _run(tmp_path, shared_cache, "--set", f"fault={fault}")
     assert result.exit_code == 1, result.output
     path, record = _the_record(tmp_path)
     assert record["status"] == "failed" and record["error"]["type"] == error_type
@@ -139,8 +139,8 @@ def test_the_harness_refuses_a_run_outside_its_engines(faulty, tmp_path, fault, 
     assert record["metrics"] == {} and not (path.parent / "samples.png").exists()
 
 
-def test_a_method_that_raises_is_a_failed_run_with_the_reason(faulty, tmp_path):
-    result = _run(tmp_path, "--set", "fault=crash")
+def test_a_method_that_raises_is_a_failed_run_with_the_reason(faulty, tmp_path, shared_cache):
+    result = _run(tmp_path, shared_cache, "--set", "fault=crash")
     assert result.exit_code == 1
     _, record = _the_record(tmp_path)
     assert record["status"] == "failed" and "out of memory in step 3" in record["error"]["message"]

@@ -28,6 +28,7 @@ def _synthetic(out: Path) -> np.ndarray:
     return np.load(path)["images"]
 
 
+@pytest.mark.slow  # three dp-loda runs in subprocesses, one of them SIGKILLed
 def test_a_killed_run_resumes_to_the_same_result(tmp_path, shared_cache):
     whole = subprocess.run(_cli(tmp_path / "whole", shared_cache), capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr[-2000:]
@@ -64,15 +65,16 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, shared_cache):
           "kill + resume")
 
 
-def test_a_checkpoint_of_another_run_is_refused(tmp_path, shared_cache):
+def test_a_checkpoint_of_another_run_is_refused(mock_method, tmp_path, shared_cache):
     runner = CliRunner()
-    first = runner.invoke(main, [*ARGS[:-1], "--out", str(tmp_path), "--cache-dir", str(shared_cache)])
+    args = ["run", "--method", mock_method, *ARGS[3:-1], "--out", str(tmp_path), "--cache-dir", str(shared_cache)]
+    first = runner.invoke(main, args)
     assert first.exit_code == 0, first.output
     (record_path,) = tmp_path.rglob("record.json")
     folder = record_path.parent / "checkpoints"
     folder.mkdir()
     torch.save({"format": 1, "identity": {"config_hash": "0000000000", "data_digest": "x"}, "stage": 0},
                folder / "dp-stage0.pt")
-    again = runner.invoke(main, [*ARGS[:-1], "--out", str(tmp_path), "--cache-dir", str(shared_cache), "--resume"])
+    again = runner.invoke(main, [*args, "--resume"])
     assert again.exit_code == 2
     assert "belongs to another run" in again.output
