@@ -1,9 +1,5 @@
-"""The dpbench command line: run, sweep, audit, evaluate, pretrain, tune, list, show, plugins, leaderboard, data.
-
-Options shared by commands are declared once in dpbench/cli_options.py, and every command maps its errors to
-exit codes by the one `exit_codes` decorator. Heavy modules (torch, Opacus, the plugins) are imported inside the
-commands, so `dpbench --help` loads none of them.
-"""
+"""The dpbench command line. Shared options and the one error-to-exit-code mapping (`exit_codes`) live in
+dpbench/cli_options.py; torch, Opacus and the plugins are imported inside commands, so `dpbench --help` loads none."""
 from __future__ import annotations
 
 import os
@@ -22,21 +18,10 @@ from dpbench.cli_options import (
 __all__ = ["main", "SUBMITIT_CLUSTER_ENV"]
 
 
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=examples("main"))
 @click.version_option(package_name="dpbench")
 def main() -> None:
-    """Benchmark differentially private fine-tuning of diffusion models.
-
-    \b
-    Examples:
-      dpbench list methods
-      dpbench show dp-loda
-      dpbench run --method dp-loda --pair digits-mnist --eps 10
-      dpbench sweep --methods dp-loda,dp-ldm --pairs digits-mnist --eps 1,5,10 --seeds 0,1,2 --jobs 2
-      dpbench evaluate runs/digits-mnist/dp-loda/<preset-hash>/eps10/seed0
-      dpbench leaderboard --runs runs
-    """
+    """Benchmark differentially private fine-tuning of diffusion models."""
 
 
 @main.command(epilog=examples("run"))
@@ -143,20 +128,15 @@ def audit(method, pair, epsilon, delta, seed, preset, overrides, canaries, guess
     gradient canaries (Steinke, Nasr & Jagielski 2023). The audit trains its own model, with the canaries in
     it, and writes a record of kind `audit`; a bound above the claimed ε means the training leaks more than it
     claims. Exit 0 when the bound is at most the claim, 1 when it exceeds it (or the run failed), 2 on bad input."""
-    from dpbench.privacy.audit_report import AuditInputError, audit_settings, audit_summary, exceeds_claim
+    from dpbench.privacy.audit_report import audit_settings, audit_summary, exceeds_claim
     from dpbench.run.progress import make_progress
     from dpbench.run.runner import RunRequest, execute
 
-    try:
-        settings = audit_settings(epsilon, canaries, guesses)
-    except AuditInputError as exc:
-        raise click.UsageError(str(exc)) from None
     request = RunRequest(method=method, pair=pair, epsilon=epsilon, delta=delta, seed=seed, preset=preset, out=out,
                          device=device, cache_dir=cache_dir, data_root=data_root, evaluators=[],
-                         overrides=parse_overrides(overrides), audit=settings)
-    registry = load_plugins()
+                         overrides=parse_overrides(overrides), audit=audit_settings(epsilon, canaries, guesses))
     with make_progress() as progress:
-        outcome = execute(registry, request, progress)
+        outcome = execute(load_plugins(), request, progress)
     record = outcome.record
     if not outcome.ok:
         fail(f"audit run failed: {record['error']['type']}: {record['error']['message']}", 1)
@@ -202,9 +182,9 @@ def show(method, pair, as_json):
 @json_option()
 def plugins(as_json):
     """List loaded plugins with their distribution, version and what they registered (or why they failed)."""
-    registry = load_plugins(report=False)
-    rows = [{"name": p.name, "module": p.module, "distribution": p.distribution, "version": p.version,
-             "status": "error" if p.error else "ok", "error": p.error, "provides": p.provides} for p in registry.plugins]
+    from dpbench.api.registry import plugin_rows
+
+    rows = plugin_rows(load_plugins(report=False))
     if as_json:
         return echo_json(rows)
     print_rich(table("dpbench plugins", ("name", "distribution", "version", "status", "provides"),
@@ -248,9 +228,7 @@ def data_check(pair_name, data_root, cache_dir, as_json):
     otherwise."""
     from dpbench.data.check import check_pairs
 
-    registry = load_plugins()
-    specs = [registry.pair(pair_name)] if pair_name else [registry.pairs[n] for n in sorted(registry.pairs)]
-    report, usable = check_pairs(specs, data_root, cache_dir, echo=None if as_json else click.echo,
+    report, usable = check_pairs(load_plugins(), pair_name, data_root, cache_dir, echo=None if as_json else click.echo,
                                  warn=lambda line: click.echo(line, err=True))
     if as_json:
         echo_json(report)
@@ -261,8 +239,7 @@ def data_check(pair_name, data_root, cache_dir, as_json):
 @click.option("--pair", required=True, help="Pair whose public split trains the backbone.")
 @click.option("--backbone", default="pixel", show_default=True, help="Registered backbone (see `dpbench list backbones`).")
 @preset_option()
-@out_with_old_name(None, None, "Folder for the weights and recipe (default: the backbone plugin's shipped-weights "
-                               "folder).")
+@out_with_old_name(None, "Folder for the weights and recipe (default: the backbone plugin's shipped-weights folder).")
 @data_root_option()
 @device_option()
 @cache_dir_option(help="Pre-training cache.")
@@ -278,7 +255,7 @@ def pretrain(pair, backbone, preset, out, output, data_root, device, cache_dir, 
     registry = load_plugins()
     with make_progress() as progress:
         summary = export_backbone(registry, pair=pair, backbone=backbone, preset=preset,
-                                  output=out_folder(out, output, None), cache_dir=cache_dir, device=device,
+                                  output=out_folder(out, output), cache_dir=cache_dir, device=device,
                                   data_root=data_root, progress=progress)
     if as_json:
         return echo_json(summary)
@@ -328,7 +305,7 @@ def evaluate(run_dir, evaluators, data_root, device, cache_dir, as_json):
                    "(one fit moves a proxy trial by several points).")
 @json_option(help="Print the summaries as JSON on stdout.")
 @exit_codes()
-def tune(pair, methods, epsilons, delta, preset, seed, out, data_root, device, cache_dir, classifier_fits, as_json):
+def tune(as_json, **options):
     """Choose each method's hyperparameters on a proxy task cut from the PUBLIC split; no private data is used.
 
     The public split is cut into a backbone part (pre-trains the tuning backbone), a proxy-private part and a
@@ -340,10 +317,7 @@ def tune(pair, methods, epsilons, delta, preset, seed, out, data_root, device, c
     from dpbench.run.progress import make_progress
     from dpbench.tune.run_all import TuneAll, tune_all
 
-    request = TuneAll(pair=pair, methods=list(methods), epsilons=list(epsilons), delta=delta, preset=preset,
-                      seed=seed, out=out, cache_dir=cache_dir, device=device, data_root=data_root,
-                      classifier_fits=classifier_fits)
-    documents, failed = tune_all(load_plugins(), request, make_progress, Console(stderr=True).print)
+    documents, failed = tune_all(load_plugins(), TuneAll(**options), make_progress, Console(stderr=True).print)
     if as_json:
         echo_json(documents, default=str)
     for line in failed:
@@ -354,7 +328,7 @@ def tune(pair, methods, epsilons, delta, preset, seed, out, data_root, device, c
 @main.command(epilog=examples("leaderboard"))
 @click.option("--runs", "runs", multiple=True, default=["runs"], show_default=True, type=FOLDER,
               help="A run root to collect from (repeatable: the roots are merged, each run counted once).")
-@out_with_old_name(None, "leaderboard", "Folder the leaderboard is written to: records/, plots/ and LEADERBOARD.*.")
+@out_with_old_name("leaderboard", "Folder the leaderboard is written to: records/, plots/ and LEADERBOARD.*.")
 @click.option("--format", "fmt", default="md", show_default=True, type=click.Choice(["md", "html", "csv"]),
               help="LEADERBOARD.md with its plots, one self-contained LEADERBOARD.html, or LEADERBOARD.csv.")
 def leaderboard(runs, out, output, fmt):
@@ -364,9 +338,8 @@ def leaderboard(runs, out, output, fmt):
     OUT/plots/, and a table per ε of mean ± 95% CI over seeds. `dpbench tune`'s proxy trials are left out."""
     from dpbench.report.leaderboard import build_leaderboard
 
-    registry = load_plugins()
-    path = build_leaderboard(list(runs), out_folder(out, output, Path("leaderboard")),
-                             list(registry.published.values()), fmt)
+    path = build_leaderboard(list(runs), out_folder(out, output),
+                             list(load_plugins().published.values()), fmt)
     click.echo(f"wrote {path}")
 
 

@@ -106,16 +106,17 @@ def executor_options() -> Callable:
                      help="At most this many cells run at once on Slurm."))
 
 
-def out_with_old_name(default: Path | None, show: str | None, help: str) -> Callable:
+def out_with_old_name(default: str | None, help: str) -> Callable:
     """--out, and the --output of earlier releases (hidden) for pretrain and leaderboard; `out_folder` picks."""
-    return compose(out_option(default=None, show_default=show or False, help=help),
+    return compose(out_option(default=default, show_default=default is not None, help=help),
                    click.option("--output", default=None, hidden=True, type=FOLDER, help="Old name of --out."))
 
 
-def out_folder(out: Path | None, output: Path | None, default: Path | None) -> Path | None:
-    if output is not None:
-        click.echo("warning: --output is now --out", err=True)
-    return out or output or default
+def out_folder(out: Path | None, output: Path | None) -> Path | None:
+    if output is None:
+        return out
+    click.echo("warning: --output is now --out", err=True)
+    return output
 
 
 def split_commas(values: tuple[str, ...] | None) -> list[str]:
@@ -130,7 +131,7 @@ def list_option(*names: str, item: click.ParamType | type = str, **kwargs: Any) 
     def convert(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple:
         return tuple(item_type.convert(part, param, ctx) for part in split_commas(values))
 
-    return click.option(*names, multiple=True, callback=convert, **kwargs)
+    return click.option(*names, multiple=True, callback=convert, **{"metavar": "LIST", **kwargs})
 
 
 def evaluator_option(help: str = "Evaluator to run (repeatable or comma-separated; default: all that apply).") -> Callable:
@@ -256,6 +257,14 @@ def exit_codes(usage: tuple[type, ...] = (), missing: tuple[type, ...] = ()) -> 
 
 # the examples each command's --help ends with
 EXAMPLES = {
+    "main": """\
+  dpbench list methods
+  dpbench show dp-loda
+  dpbench run --method dp-loda --pair digits-mnist --eps 10
+  dpbench sweep --methods dp-loda,dp-ldm --pairs digits-mnist --eps 1,5,10 --seeds 0,1,2 --jobs 2
+  dpbench evaluate runs/digits-mnist/dp-loda/<preset-hash>/eps10/seed0
+  dpbench leaderboard --runs runs
+""",
     "run": """\
   dpbench run --method dp-loda --pair digits-mnist --eps 10
   dpbench run --method dp-loda --pair digits-mnist --eps 1 --seed 2 --preset smoke --json

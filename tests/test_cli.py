@@ -1,10 +1,14 @@
 """CLI input errors and exit codes: bad input exits 2 and writes nothing."""
 import json
+import subprocess
+import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from dpbench.cli import main
+from dpbench.cli_options import exit_codes, list_option
 
 
 def _run(args, tmp_path):
@@ -82,3 +86,142 @@ def test_list_scopes_backbones_and_evaluators(kind, expected):
     assert all(rows[name]["description"] and rows[name]["plugin"] for name in expected)
     table = CliRunner().invoke(main, ["list", kind])
     assert table.exit_code == 0 and all(name in table.stdout for name in expected)
+
+
+def _commands(group, prefix=()):
+    for name, command in group.commands.items():
+        yield (*prefix, name), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+
+
+def test_every_option_of_every_command_has_help():
+    missing = [f"dpbench {' '.join(path)} {param.opts[0]}" for path, command in _commands(main)
+               for param in command.params if isinstance(param, click.Option) and not (param.help or "").strip()]
+    assert not missing, missing
+    assert all(command.help for _, command in _commands(main))
+
+
+def test_one_name_per_thing_across_commands():
+    options = {param.opts[0]: param for _, command in _commands(main) for param in command.params
+               if isinstance(param, click.Option) and not param.hidden}
+    assert "--output" not in options and "--out" in options  # --out everywhere (--output: a hidden old name)
+    from dpbench.api.types import PRESETS
+    from dpbench.cli_options import PRESET_NAMES
+    assert set(PRESET_NAMES) == set(PRESETS)
+
+
+@pytest.mark.parametrize("args", [["--x", "1,5"], ["--x", "1", "--x", "5"], ["--x", "1,", "--x", " 5"]])
+def test_list_options_take_commas_repeats_or_both(args):
+    @click.command()
+    @list_option("--x", item=float, help="x")
+    def command(x):
+        click.echo(json.dumps(x))
+
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == [1.0, 5.0]
+    bad = CliRunner().invoke(command, ["--x", "1,y"])
+    assert bad.exit_code == 2 and "'y' is not a valid float" in bad.output
+
+
+def test_sweep_lists_mean_the_same_comma_separated_or_repeated(tmp_path):
+    def cells(*args):
+        result = CliRunner().invoke(main, ["sweep", "--pairs", "digits-mnist", "--out", str(tmp_path / "runs"),
+                                           "--preset", "smoke", "--dry-run", "--json", *args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    commas = cells("--methods", "dp-loda,dp-sgd", "--eps", "1,5", "--seeds", "0,1")
+    repeats = cells("--methods", "dp-loda", "--methods", "dp-sgd", "--eps", "1", "--eps", "5", "--seeds", "0",
+                    "--seeds", "1")
+    assert commas == repeats
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("error, code, shown", [
+    ("unknown", 2, "Usage:"), ("run-input", 2, "Usage:"), ("sweep-input", 2, "Usage:"), ("setting", 2, "Usage:"),
+    ("device", 2, "Usage:"), ("data-missing", 2, "Error: boom"), ("launched", 1, "Error: boom"),
+])
+def test_one_mapping_from_errors_to_exit_codes(error, code, shown):
+    from dpbench.api.registry import UnknownNameError
+    from dpbench.api.settings import SettingError
+    from dpbench.data.types import DataMissingError
+    from dpbench.run.environment import DeviceUnavailableError
+    from dpbench.run.runner import LaunchedRunError, RunInputError
+    from dpbench.sweep.grid_spec import SweepInputError
+
+    errors = {"unknown": UnknownNameError("method", "boom", []), "run-input": RunInputError("boom"),
+              "sweep-input": SweepInputError("boom"), "setting": SettingError("boom"),
+              "device": DeviceUnavailableError("boom"), "data-missing": DataMissingError("boom"),
+              "launched": LaunchedRunError("boom")}
+
+    @click.command()
+    @exit_codes()
+    def command():
+        raise errors[error]
+
+    result = CliRunner().invoke(command, [])
+    assert result.exit_code == code and shown in result.output and "boom" in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_show_prints_each_setting_under_every_preset():
+    result = CliRunner().invoke(main, ["show", "dp-loda"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "presets: smoke, default, paper" in result.stdout
+    header = next(line for line in lines if line.startswith("setting"))
+    assert header.split()[:5] == ["setting", "type", "smoke", "default", "paper"]
+    steps = next(line for line in lines if line.startswith("steps "))
+    assert steps.split()[:5] == ["steps", "int", "4", "200", "100"] and "minimum 1" in steps
+    assert "DP-SGD steps" in lines[lines.index(steps) + 1]  # its help, indented below
+
+
+def test_show_json_has_every_row_of_describe_with_its_default_per_preset():
+    from dpbench.api.registry import load_registry
+    from dpbench.api.settings import describe
+
+    result = CliRunner().invoke(main, ["show", "dp-loda", "--json"])
+    assert result.exit_code == 0, result.output
+    sheet = json.loads(result.stdout)
+    assert sheet["name"] == "dp-loda" and sheet["presets"] == ["smoke", "default", "paper"]
+    registry = load_registry()
+    method, pair = registry.method("dp-loda"), registry.pair(sheet["pair"])
+    rows = {row["name"]: row for row in sheet["settings"]}
+    for preset in sheet["presets"]:
+        described = describe(method.settings(preset, pair))
+        assert [r["name"] for r in described] == list(rows)  # nested rows (`scope.rank`) too, in describe's order
+        for row in described:
+            assert rows[row["name"]]["defaults"][preset] == row["default"]
+            assert rows[row["name"]]["type"] == row["type"] and rows[row["name"]]["help"] == row["help"]
+    assert rows["steps"]["defaults"] == {"smoke": 4, "default": 200, "paper": 100} and rows["steps"]["minimum"] == 1
+
+
+def test_show_an_unknown_method_exits_2_with_a_suggestion():
+    result = CliRunner().invoke(main, ["show", "dp-lodaa"])
+    assert result.exit_code == 2 and "Did you mean 'dp-loda'" in result.output
+
+
+def _modules_loaded(*args):
+    """The modules a fresh interpreter imported running `args` (from `python -X importtime`)."""
+    done = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done, {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.slow
+def test_import_dpbench_loads_no_torch():
+    done = subprocess.run([sys.executable, "-c", "import dpbench, sys; assert 'torch' not in sys.modules; "
+                           "assert 'opacus' not in sys.modules; dpbench.hookimpl"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+def test_help_loads_neither_torch_nor_opacus_nor_a_plugin():
+    done, modules = _modules_loaded("-m", "dpbench", "--help")
+    assert "Usage: dpbench" in done.stdout and "show" in done.stdout
+    assert "dpbench.cli" in modules
+    assert not {"torch", "opacus", "scipy", "dpbench.api.hookspecs"} & modules
+    assert not [m for m in modules if m.startswith("dpbench.builtins")]

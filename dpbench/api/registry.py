@@ -248,3 +248,9 @@ def listing(registry: Registry, kind: str, with_settings: bool = False) -> list[
             row.update(applies_to=list(obj.applies_to))
         rows.append(row)
     return rows
+
+
+def plugin_rows(registry: Registry) -> list[dict]:
+    """`dpbench plugins`'s rows: each plugin's distribution, version, status and what it registered."""
+    return [{"name": p.name, "module": p.module, "distribution": p.distribution, "version": p.version,
+             "status": "error" if p.error else "ok", "error": p.error, "provides": p.provides} for p in registry.plugins]

@@ -66,10 +66,11 @@ def check_text(entry: dict, data_root: str | os.PathLike | None) -> str:
     return text + ("\n  => ready" if entry["ready"] else "\n  => NOT ready") + "\n"
 
 
-def check_pairs(specs: list, data_root: str | os.PathLike | None, cache_dir: os.PathLike, *,
-                echo: Callable[[str], None] | None, warn: Callable[[str], None]) -> tuple[list[dict], bool]:
-    """Check each pair (printing its text through `echo` as it goes, unless None): the JSON report and whether
-    every pair is usable."""
+def check_pairs(registry: Any, pair_name: str | None, data_root: str | os.PathLike | None, cache_dir: os.PathLike,
+                *, echo: Callable[[str], None] | None, warn: Callable[[str], None]) -> tuple[list[dict], bool]:
+    """Check the named pair (every registered pair when None), printing each one's text through `echo` as it goes
+    (unless None): the JSON report and whether every pair is usable."""
+    specs = [registry.pair(pair_name)] if pair_name else [registry.pairs[n] for n in sorted(registry.pairs)]
     report = []
     for spec in specs:
         entry = check_pair(spec, data_root, cache_dir, warn)

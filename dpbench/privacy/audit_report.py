@@ -5,10 +5,11 @@ import math
 from pathlib import Path
 
 from dpbench.privacy.audit import AuditSettings
+from dpbench.run.runner import RunInputError
 
 
-class AuditInputError(ValueError):
-    """An audit that cannot be asked for (CLI exit 2)."""
+class AuditInputError(RunInputError):
+    """An audit that cannot be asked for: bad input, found before anything is written (CLI exit 2)."""
 
 
 def audit_settings(epsilon: float, canaries: int, guesses: int) -> AuditSettings:
