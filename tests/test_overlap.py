@@ -113,3 +113,79 @@ def test_the_cli_reports_the_embedded_pair(tmp_path):
     assert report["comparisons"]["public~private_train"]["near_duplicates"] == 0
     assert set(report["comparisons"]) == {"public~private_train", "public~private_test", "private_train~private_test",
                                           "private_train~private_train"}
+
+
+def test_products_cover_every_pair_once_in_bounded_chunks():
+    from dpbench.data.overlap import _products
+
+    a_start, a_size, b_start, b_size = [0, 5, 9, 40], [5, 4, 31, 1], [0, 3, 10, 0], [3, 7, 50, 1]
+    seen, chunk = [], 16
+    for g, a, b in _products(a_start, a_size, b_start, b_size, chunk):
+        assert len(g) <= 2 * chunk
+        seen += list(zip(g.tolist(), a.tolist(), b.tolist()))
+    expected = [(g, a_start[g] + i, b_start[g] + j) for g in range(4) for i in range(a_size[g]) for j in range(b_size[g])]
+    assert sorted(seen) == sorted(expected)
+
+
+def _near_identical(n: int, seed: int) -> torch.Tensor:
+    """`n` copies of one shape, each with a little noise: thousands of near-duplicates of one another."""
+    base = _blobs(1, 0)[0].float()
+    noise = torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed)) * 3
+    return (base + noise).round().clamp(0, 255).to(torch.uint8)
+
+
+def test_thousands_of_identical_images_stay_bounded_and_report_capping(caplog):
+    identical = _blobs(1, 0).expand(3000, 1, 28, 28).contiguous()
+    splits = {"public": identical[:2000], "private_train": identical.clone(), "private_test": identical[:500].clone()}
+    began = time.perf_counter()
+    result = overlap_counts(splits, max_verified=20_000)
+    assert time.perf_counter() - began < 30
+    train_self, public_train = (result["comparisons"][k] for k in ("private_train~private_train", "public~private_train"))
+    assert train_self["hash_candidates"] == 3000 * 2999 // 2  # counted exactly without listing the pairs
+    assert public_train["hash_candidates"] == 2000 * 3000
+    for name, c in result["comparisons"].items():
+        assert c["capped"] and name in result["capped"]
+        assert c["verified_candidates"] == 20_000 and c["near_duplicates"] == 20_000  # a lower bound, said so
+        assert len(c["examples"]) == 5 and not c["hash_candidates_capped"]
+    assert train_self["examples"][0][:2] == [0, 1]
+    with caplog.at_level("WARNING", logger="dpbench.data.overlap"):
+        summary = overlap_module.overlap_summary(result)
+    assert summary["public~private_train"] == 20_000 and "capped" in caplog.text
+
+
+def test_a_cluster_of_distinct_near_identical_hashes_stops_at_the_bucket_pair_budget():
+    rng = np.random.default_rng(0)
+    base = np.uint64(0x0123456789ABCDEF)
+    flips = rng.integers(0, 64, size=(4000, 2)).astype(np.uint64)
+    hashes = base ^ (np.uint64(1) << flips[:, 0]) ^ (np.uint64(1) << flips[:, 1])  # all within 4 bits of each other
+    assert len(np.unique(hashes)) > 1000
+    thumbs = np.ones((4000, 256), dtype=np.float32) / 16  # every thumbnail alike: every candidate verifies
+    counts = overlap_module._compare(hashes, None, thumbs, thumbs, 4, 0.98, max_hash_pairs=50_000, max_verified=10_000)
+    assert counts["hash_candidates_capped"] and counts["capped"]
+    assert counts["hash_pairs_examined"] < 50_000 + 2 * overlap_module.PAIR_CHUNK
+    assert counts["verified_candidates"] == counts["near_duplicates"] == 10_000
+    assert counts["hash_candidates"] < 4000 * 3999 // 2  # a lower bound: not every bucket pair was examined
+    uncapped = overlap_module._compare(hashes[:500], None, thumbs, thumbs, 4, 0.98, 10**9, 10**9)
+    assert uncapped["hash_candidates"] == uncapped["near_duplicates"] == 500 * 499 // 2 and not uncapped["capped"]
+
+
+def test_uncapped_counts_match_the_pairwise_definition():
+    splits, _ = _fixture()
+    cluster = _near_identical(40, 5)
+    splits["private_train"][:40], splits["public"][:40] = cluster, _near_identical(40, 6)
+    result = overlap_counts(splits)["comparisons"]
+    for left, right in (("public", "private_train"), ("private_train", None)):
+        a, b = perceptual_hashes(splits[left]), perceptual_hashes(splits[right or left])
+        distance = hamming(a[:, None], b[None, :])
+        ok = distance <= 4
+        if right is None:
+            ok &= np.triu(np.ones_like(ok), k=1).astype(bool)
+        i, j = np.nonzero(ok)
+        correlation = (overlap_module.thumbnails(splits[left][torch.from_numpy(i)])
+                       * overlap_module.thumbnails(splits[right or left][torch.from_numpy(j)])).sum(1).numpy()
+        counts = result[f"{left}~{right or left}"]
+        assert counts["hash_candidates"] == len(i) and not counts["capped"]
+        assert counts["near_duplicates"] == int((correlation >= 0.98).sum())
+        assert counts["images_matched"] == len(set(j[correlation >= 0.98].tolist()))
+        assert counts["examples"] == [[int(x), int(y), int(distance[x, y])] for x, y in zip(i, j)
+                                      if correlation[(i == x) & (j == y)][0] >= 0.98][:5]
