@@ -159,8 +159,8 @@ def _expand(groups, a_start, a_size, b_start, b_size) -> tuple[np.ndarray, np.nd
     area = a_size * b_size
     which = np.repeat(np.arange(len(groups)), area)
     local = np.arange(int(area.sum()), dtype=np.int64) - np.repeat(np.cumsum(area) - area, area)
-    width = b_size[which]
-    return groups[which], a_start[which] + local // width, b_start[which] + local % width
+    row, column = np.divmod(local, b_size[which])
+    return groups[which], a_start[which] + row, b_start[which] + column
 
 
 def _buckets(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -261,11 +261,16 @@ class _Tally:
         self.matched_right = np.zeros(n_right, dtype=bool)
         self.near_duplicates = self.verified = 0
         self.examples = np.zeros((0, 3), dtype=np.int64)
+        width = left_thumbs.shape[1]  # the rows are gathered into these (fresh arrays would be page-faulted anew)
+        self.rows = (np.empty((VERIFY_CHUNK, width), np.float32), np.empty((VERIFY_CHUNK, width), np.float32))
 
     def add(self, i: np.ndarray, j: np.ndarray, distance: np.ndarray) -> None:
         for s in range(0, len(i), VERIFY_CHUNK):
             a, b, d = i[s:s + VERIFY_CHUNK], j[s:s + VERIFY_CHUNK], distance[s:s + VERIFY_CHUNK]
-            correlation = np.einsum("nk,nk->n", self.left_thumbs[a], self.right_thumbs[b])
+            left, right = self.rows[0][:len(a)], self.rows[1][:len(a)]
+            np.take(self.left_thumbs, a, axis=0, out=left, mode="clip")  # "clip": unbuffered (the indices are valid)
+            np.take(self.right_thumbs, b, axis=0, out=right, mode="clip")
+            correlation = np.einsum("nk,nk->n", left, right)
             ok = correlation >= self.min_correlation
             self.verified += len(a)
             if not ok.any():
@@ -369,21 +374,28 @@ def cached_overlap(pair_name: str, splits: dict[str, torch.Tensor], data_digest:
         return None
 
     if (result := cached()) is not None:
+        _warn_if_capped(result)
         return result
     with cache_build_lock(path):  # a sweep's parallel cells compute it once; the others wait and read it
         if (result := cached()) is not None:
+            _warn_if_capped(result)
             return result
         result = overlap_counts(splits)
         atomic_write_bytes(path, json.dumps({"key": key, "result": result}).encode(), CACHE_FILE_MODE)
+    _warn_if_capped(result)
     return result
 
 
-def overlap_summary(result: dict) -> dict[str, int]:
-    """The counts a record and `dpbench data check` carry: near-duplicates per comparison (lower bounds where the
-    result says `capped`, which this logs as a warning)."""
+def _warn_if_capped(result: dict) -> None:
+    """Log, for every consumer of the counts (`data check`, `data overlap`, a run), that some are lower bounds."""
     capped = [name for name, c in result["comparisons"].items() if c.get("capped")]
     if capped:
         log.warning("near-duplicate counts capped for %s: too many hash candidates to verify them all (at most %s "
                     "per comparison), so the counts are lower bounds; `dpbench data overlap --json` shows how many "
                     "were verified", ", ".join(capped), f"{result.get('limits', {}).get('max_verified', MAX_VERIFIED):,}")
+
+
+def overlap_summary(result: dict) -> dict[str, int]:
+    """The counts a record and `dpbench data check` carry: near-duplicates per comparison (lower bounds where the
+    result says `capped`; `cached_overlap` logs a warning then)."""
     return {name: c["near_duplicates"] for name, c in result["comparisons"].items()}
