@@ -38,7 +38,7 @@ def _examples(n: int, k: int, seed: int = 0):
 
 
 def _signal_only_trainer(data: dict[str, torch.Tensor], k: int, physical: int, chunks: list[int],
-                         implementation: str = "vmap") -> PrivateTrainer:
+                         implementation: str = "vmap", chunking: str = ROWS) -> PrivateTrainer:
     """An engine over len(data) private examples at sample rate 1, with its noise turned off.
 
     The engine's private "images" are the examples' indices, so make_batch can look up each example's fixed
@@ -51,7 +51,7 @@ def _signal_only_trainer(data: dict[str, torch.Tensor], k: int, physical: int, c
         return {name: value[examples["x"]] for name, value in data.items()}
 
     settings = DPSettings(expected_batch_size=n, steps=1, max_grad_norm=C, noise_multiplicity=k,
-                          physical_batch_size=physical, per_example=implementation)
+                          physical_batch_size=physical, per_example=implementation, chunking=chunking)
     trainer = PrivateTrainer(_tiny_unet(), diffusion_example_loss(DiffusionSchedule()), make_batch, settings,
                              private_x=torch.arange(n), private_y=data["y"][:, 0], epsilon=10.0, delta=1e-5,
                              device=torch.device("cpu"), seed=0)
@@ -67,15 +67,16 @@ def signal_only(monkeypatch):
     monkeypatch.setattr(engine, "add_gaussian_noise", lambda summed, *args, **kwargs: summed)
 
 
-def _summed_clipped_gradient(n: int, k: int, implementation: str, physical: int = 3) -> dict[str, torch.Tensor]:
+def _summed_clipped_gradient(n: int, k: int, implementation: str, physical: int = 3,
+                             chunking: str = ROWS) -> dict[str, torch.Tensor]:
     data = {name: value[:n] for name, value in _examples(8, k).items()}  # the first n of one fixed dataset
     chunks: list[int] = []
-    trainer = _signal_only_trainer(data, k, physical, chunks, implementation)
+    trainer = _signal_only_trainer(data, k, physical, chunks, implementation, chunking)
     gradient = trainer._privatised_gradient()
     assert sum(chunks) == n == trainer.batch_sizes[0]
     # chunks of whole examples, each with its K draws (an example's draws are never split across chunks), as many
-    # as the tiny U-Net's scope chunking says; the last chunk is short (3 + 3 + 2 for 8 examples at K = 1)
-    per_chunk = examples_per_chunk(engine.CHUNKING["full"], physical, k)
+    # as the declared chunking says; the last chunk is short (3 + 3 + 2 for 8 examples at K = 1)
+    per_chunk = examples_per_chunk(chunking, physical, k)
     assert max(chunks) == min(per_chunk, n) and len(chunks) == -(-n // per_chunk)
     return {name: g * n for name, g in gradient.items()}  # undo the division by the expected batch size
 
@@ -83,11 +84,10 @@ def _summed_clipped_gradient(n: int, k: int, implementation: str, physical: int 
 @pytest.mark.parametrize("chunking", [ROWS, EXAMPLES])
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("k", [1, K])
-def test_one_example_contributes_at_most_c_whatever_k(k, implementation, chunking, monkeypatch):
-    monkeypatch.setitem(engine.CHUNKING, "full", chunking)  # the tiny U-Net trained whole is the "full" scope
+def test_one_example_contributes_at_most_c_whatever_k(k, implementation, chunking):
     n = 5
-    without = _summed_clipped_gradient(n, k, implementation)
-    with_extra = _summed_clipped_gradient(n + 1, k, implementation)
+    without = _summed_clipped_gradient(n, k, implementation, chunking=chunking)
+    with_extra = _summed_clipped_gradient(n + 1, k, implementation, chunking=chunking)
     contribution = torch.cat([(with_extra[name] - without[name]).flatten() for name in without]).norm().item()
     assert contribution <= C * (1 + 1e-3)
     assert contribution >= 0.99 * C  # the example is clipped to exactly C, not silently dropped

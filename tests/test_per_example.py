@@ -10,7 +10,6 @@ from torch import nn
 from dpbench.builtins.scopes import AttentionScope, FullScope, LoDAScope, LoRAScope
 from dpbench.finetune.classifier import classifier_example_loss
 from dpbench.finetune.diffusion_finetune import diffusion_batch_maker, diffusion_example_loss
-from dpbench.finetune.method import DiffusionSettings
 from dpbench.models.classifiers import build_classifier
 from dpbench.models.diffusion import DiffusionSchedule
 from dpbench.models.unet import ClassConditionalUNet, UNetConfig
@@ -28,7 +27,8 @@ LOSS = diffusion_example_loss(DiffusionSchedule())
 def _unet(scope: str = "full") -> nn.Module:
     torch.manual_seed(0)
     model = ClassConditionalUNet(UNetConfig.for_images(8, 1, 3, base_channels=8, groups=4))
-    SCOPES[scope].apply(model, DiffusionSettings(backbone="pixel", scope=scope))
+    chosen = SCOPES[scope]
+    chosen.apply(model, chosen.Settings() if chosen.Settings is not None else None)
     for p in model.parameters():  # adapters' B starts at zero: move every weight off its initial point
         if p.requires_grad:
             p.data.add_(0.05 * torch.randn_like(p))
@@ -164,13 +164,12 @@ def test_the_engine_uses_and_records_the_implementation(implementation):
     assert all(torch.isfinite(g).all() for g in gradient.values())
 
 
-def test_auto_picks_the_tables_implementation_for_the_scope_and_falls_back_to_vmap():
+def test_auto_picks_ghost_where_supported_and_falls_back_to_vmap():
     for scope in SCOPES:
-        assert choice.scope_of(_unet(scope)) == scope
-        assert choice.resolve_implementation("auto", _unet(scope), LOSS) == choice.TABLE[scope]
+        assert choice.resolve_implementation("auto", _unet(scope), LOSS) == "ghost"
+        assert choice.resolve_implementation(SCOPES[scope].per_example, _unet(scope), LOSS) == "ghost"
     classifier = build_classifier("cnn", 1, 28, 10)
-    assert choice.scope_of(classifier) == "classifier"
-    assert choice.resolve_implementation("auto", classifier, classifier_example_loss) == choice.TABLE["classifier"]
+    assert choice.resolve_implementation("auto", classifier, classifier_example_loss) == "ghost"
     no_batched_form = lambda model_fn, example: model_fn(example["x"]).sum()  # noqa: E731
     assert choice.resolve_implementation("auto", classifier, no_batched_form) == "vmap"
     with pytest.raises(ValueError, match="batched form"):

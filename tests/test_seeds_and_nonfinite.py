@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from dpbench.privacy.engine import DPSettings, PrivateTrainer, clip_and_sum
+from dpbench.privacy.engine import DPSettings, PrivateTrainer
 from dpbench.privacy.per_example import base as clipping
 from dpbench.privacy.per_example import IMPLEMENTATIONS, with_batched_form
 from dpbench.seeds import stream_seed
@@ -38,13 +38,14 @@ def test_a_nonfinite_example_is_zeroed_and_the_sum_stays_bounded(batch, bad_row,
     grads["w"][bad_row, 1, 2] = kind
     bad = clipping.clip_and_sum(grads, clip).nonfinite  # the mask the engine's clipping path reports
     assert bad.tolist() == [i == bad_row for i in range(batch)]
-    summed, norms = clip_and_sum(grads, clip)
+    result = clipping.clip_and_sum(grads, clip)
+    summed, norms = result.summed, result.norms
     flat = torch.cat([g.flatten() for g in summed.values()])
     assert torch.isfinite(flat).all()
     assert flat.norm().item() <= (batch - 1) * clip * (1 + 1e-5)  # the bad example adds nothing, the rest <= C each
     assert norms[bad_row].item() == 0.0
     without = {k: torch.cat([v[:bad_row], v[bad_row + 1:]]) for k, v in grads.items()}
-    expected, _ = clip_and_sum(without, clip)
+    expected = clipping.clip_and_sum(without, clip).summed
     for name in summed:
         assert torch.allclose(summed[name], expected[name], atol=1e-5)
 

@@ -145,39 +145,3 @@ def test_the_shipped_backbone_draws_no_noise_like_sample(registry, data, tmp_pat
     samples = generator.sample(torch.arange(10).repeat_interleave(10), seed=0)
     assert samples.shape == (100, 1, 28, 28)
     assert noise_like_mask(samples).sum().item() == 0
-
-
-def test_a_backbone_recipe_version_past_1_is_part_of_the_config_hash(registry, monkeypatch):
-    from dpbench.run.runner import resolve, run_location
-
-    def location(method):
-        request = RunRequest(method=method, pair="digits-mnist", epsilon=10.0, delta=1e-5, seed=0, preset="smoke")
-        config, config_hash, _ = run_location(request, resolve(registry, request), "digest")
-        return config, config_hash
-
-    latent_config, latent_hash = location("dp-lora")
-    assert latent_config["backbone_recipe"] == {"latent": backbones.LATENT_RECIPE_VERSION}
-    pixel_config, pixel_hash = location("dp-loda")
-    assert "backbone_recipe" not in pixel_config  # still at its first recipe: the earlier hashes stand
-    monkeypatch.setattr(backbones.PixelBackbone, "recipe_version", 2)
-    monkeypatch.setattr(backbones.LatentBackbone, "recipe_version", backbones.LATENT_RECIPE_VERSION + 1)
-    assert location("dp-loda")[1] != pixel_hash and location("dp-lora")[1] != latent_hash
-
-
-def test_the_chunking_of_k_draws_is_part_of_the_config_hash_only_at_k_above_1(registry, monkeypatch):
-    from dpbench.privacy.per_example import choice
-    from dpbench.run.runner import resolve, run_location
-
-    def location(k):
-        request = RunRequest(method="dp-loda", pair="digits-mnist", epsilon=10.0, delta=1e-5, seed=0, preset="smoke",
-                             overrides={"noise_multiplicity": k})
-        config, config_hash, _ = run_location(request, resolve(registry, request), "digest")
-        return config, config_hash
-
-    one_config, one_hash = location(1)
-    four_config, four_hash = location(4)
-    assert "chunking" not in one_config  # at K = 1 every chunking runs the same chunks: earlier hashes stand
-    assert four_config["chunking"] == choice.CHUNKING
-    monkeypatch.setitem(choice.CHUNKING, "loda", choice.EXAMPLES if choice.CHUNKING["loda"] == choice.ROWS
-                        else choice.ROWS)
-    assert location(4)[1] != four_hash and location(1)[1] == one_hash

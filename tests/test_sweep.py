@@ -20,11 +20,13 @@ from dpbench.sweep.driver import SweepRequest, cell_jobs
 from dpbench.sweep.grid_spec import SweepInputError, expand_grid, overrides_by_method
 from dpbench.sweep.plan import CellPlan, cell_request
 from dpbench.sweep.slurm import SlurmOptions, executor_parameters, parse_slurm_time
-from tests.conftest import install_fake_distribution
+from tests.conftest import MOCK_METHOD, MOCK_METHOD_B, install_fake_distribution, mock_method_installed
 
-# Smoke cells cut to the bone: one DP step, a few DDIM steps, 20 synthetic images, accuracy only.
+# Cells of the mock methods (tests/conftest.py) cut to the bone: one real DP step, 20 random images, accuracy only.
+# The built-in methods' own end-to-end runs are in tests/test_methods.py.
 TINY = ["--preset", "smoke", "--evaluator", "accuracy", "--set", "steps=1", "--set", "batch_size=16",
-        "--set", "ddim_steps=2", "--set", "samples_per_class=2"]
+        "--set", "samples_per_class=2"]
+GRID_METHODS = (MOCK_METHOD, MOCK_METHOD_B)
 
 FLAKY_PLUGIN = '''
 """thirdparty-flaky: one DP-learned mean image per class, that fails on purpose at ε = 5, seed 1 while a marker
@@ -126,7 +128,7 @@ def flaky_plugin(plugin_path, monkeypatch):
 
 def test_unknown_set_key_exits_2_before_anything_runs(tmp_path):
     result, _ = _sweep(tmp_path / "runs", tmp_path / "cache", "--methods", "dp-loda,dp-ldm", "--eps", "1",
-                       "--set", "rank=8", "--set", "no_such_key=1")
+                       "--set", "scope.rank=8", "--set", "no_such_key=1")
     assert result.exit_code == 2
     assert "no_such_key" in result.output and "no method in this sweep" in result.output
     assert not (tmp_path / "runs").exists()
@@ -134,8 +136,8 @@ def test_unknown_set_key_exits_2_before_anything_runs(tmp_path):
 
 def test_a_key_goes_only_to_the_methods_that_have_it():
     registry = load_registry()
-    per_method = overrides_by_method(registry, ["dp-loda", "public-only"], {"rank": "8", "ddim_steps": "3"})
-    assert per_method == {"dp-loda": {"rank": "8", "ddim_steps": "3"}, "public-only": {"ddim_steps": "3"}}
+    per_method = overrides_by_method(registry, ["dp-loda", "public-only"], {"scope.rank": "8", "ddim_steps": "3"})
+    assert per_method == {"dp-loda": {"scope.rank": "8", "ddim_steps": "3"}, "public-only": {"ddim_steps": "3"}}
     with pytest.raises(SweepInputError, match="'lr'"):
         overrides_by_method(registry, ["public-only"], {"lr": "0.1"})
 
@@ -216,31 +218,34 @@ def test_dry_run_prints_costs_and_writes_nothing(tmp_path, shared_cache):
 # --- the smoke grid, locally: 2 methods x 3 eps x 2 seeds, --jobs 2 -----------------------------------------------
 
 @pytest.fixture(scope="module")
-def smoke_grid(tmp_path_factory, shared_cache):
+def smoke_grid(tmp_path_factory, shared_cache, mock_method_site):
     """One cell run first by `dpbench run`, then the 12-cell grid by `dpbench sweep --jobs 2`, then again."""
     out = tmp_path_factory.mktemp("sweep") / "runs"
-    single = CliRunner().invoke(main, ["run", "--method", "dp-loda", "--pair", "digits-mnist", "--eps", "5",
-                                       "--seed", "1", "--out", str(out), "--cache-dir", str(shared_cache), *TINY])
-    assert single.exit_code == 0, single.output
-    grid = ["--methods", "dp-loda,dp-ldm", "--eps", "1,5,10", "--seeds", "0,1", "--jobs", "2", "--json", *TINY]
-    started = time.perf_counter()
-    first = _sweep(out, shared_cache, *grid)
-    first_seconds = time.perf_counter() - started
-    second = _sweep(out, shared_cache, *grid)
+    with mock_method_installed(mock_method_site):
+        single = CliRunner().invoke(main, ["run", "--method", MOCK_METHOD, "--pair", "digits-mnist", "--eps", "5",
+                                           "--seed", "1", "--out", str(out), "--cache-dir", str(shared_cache), *TINY])
+        assert single.exit_code == 0, single.output
+        grid = ["--methods", ",".join(GRID_METHODS), "--eps", "1,5,10", "--seeds", "0,1", "--jobs", "2", "--json",
+                *TINY]
+        started = time.perf_counter()
+        first = _sweep(out, shared_cache, *grid)
+        first_seconds = time.perf_counter() - started
+        second = _sweep(out, shared_cache, *grid)
     return out, first, second, first_seconds
 
 
+@pytest.mark.slow
 def test_smoke_grid_completes_with_jobs_2(smoke_grid):
     out, (result, summary), _, seconds = smoke_grid
     assert result.exit_code == 0, result.output
     # the cell `dpbench run` made is found under the same config hash and skipped; the other 11 ran
     assert summary["counts"] == {"done": 11, "skipped": 1, "failed": 0}, summary
     skipped = [c for c in summary["cells"] if c["status"] == "skipped"]
-    assert [c["label"] for c in skipped] == ["digits-mnist dp-loda eps=5 seed=1"]
+    assert [c["label"] for c in skipped] == [f"digits-mnist {MOCK_METHOD} eps=5 seed=1"]
     records = _records(out)
     assert len(records) == 12 and all(r["status"] == "completed" for r in records)
     assert sorted((r["method"]["name"], r["privacy"]["epsilon_target"], r["seed"]) for r in records) == sorted(
-        (m, e, s) for m in ("dp-loda", "dp-ldm") for e in (1, 5, 10) for s in (0, 1))
+        (m, e, s) for m in GRID_METHODS for e in (1, 5, 10) for s in (0, 1))
     assert {r["method"]["overrides"]["steps"] for r in records} == {"1"}
     for r in records:
         if r["_dir"] != Path(skipped[0]["run_dir"]):
@@ -249,6 +254,7 @@ def test_smoke_grid_completes_with_jobs_2(smoke_grid):
     print(f"12-cell smoke grid, --jobs 2: {seconds:.0f} s")
 
 
+@pytest.mark.slow
 def test_smoke_grid_run_again_skips_everything(smoke_grid):
     out, _, (result, summary), _ = smoke_grid
     assert result.exit_code == 0, result.output
@@ -258,6 +264,7 @@ def test_smoke_grid_run_again_skips_everything(smoke_grid):
 
 # --- a failing cell ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_one_failing_cell_leaves_the_others_and_is_retried_only_when_asked(flaky_plugin, tmp_path, shared_cache,
                                                                           monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")  # the summary table's rows on one line each
@@ -290,6 +297,7 @@ def test_one_failing_cell_leaves_the_others_and_is_retried_only_when_asked(flaky
     assert log.count("=== dpbench sweep:") == 2 and "planned failure" in log  # both attempts, appended
 
 
+@pytest.mark.slow
 def test_a_cell_that_kills_its_worker_fails_alone(flaky_plugin, tmp_path, shared_cache):
     marker = tmp_path / "die-now"
     marker.write_text("die")
@@ -307,18 +315,20 @@ def test_a_cell_that_kills_its_worker_fails_alone(flaky_plugin, tmp_path, shared
 
 # --- the submitit path --------------------------------------------------------------------------------------------
 
-def test_submitit_array_job_runs_the_grid_with_logs_beside_records(tmp_path, shared_cache, monkeypatch):
+@pytest.mark.slow
+def test_submitit_array_job_runs_the_grid_with_logs_beside_records(mock_method, tmp_path, shared_cache,
+                                                                  monkeypatch):
     """`--executor slurm` through submitit's LocalExecutor: the same pickled array tasks Slurm would run, for the
     same 2 methods x 3 eps x 2 seeds smoke grid as the local executor's test."""
     monkeypatch.setenv(SUBMITIT_CLUSTER_ENV, "local")
     out = tmp_path / "runs"
-    result, summary = _sweep(out, shared_cache, "--methods", "dp-loda,dp-ldm", "--eps", "1,5,10", "--seeds", "0,1",
+    result, summary = _sweep(out, shared_cache, "--methods", ",".join(GRID_METHODS), "--eps", "1,5,10", "--seeds", "0,1",
                              "--executor", "slurm", "--slurm-time", "20", "--json", *TINY)
     assert result.exit_code == 0, result.output
     assert summary["counts"] == {"done": 12, "skipped": 0, "failed": 0}
     records = _records(out)
     assert sorted((r["method"]["name"], r["privacy"]["epsilon_target"], r["seed"]) for r in records) == sorted(
-        (m, e, s) for m in ("dp-loda", "dp-ldm") for e in (1, 5, 10) for s in (0, 1))
+        (m, e, s) for m in GRID_METHODS for e in (1, 5, 10) for s in (0, 1))
     for r in records:
         assert r["status"] == "completed"
         assert "[dpbench]" in (r["_dir"] / "stderr.log").read_text()

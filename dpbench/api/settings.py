@@ -7,6 +7,7 @@ the constraints. `--set KEY=VALUE` parses VALUE by the field's type; an ill-type
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 import types
@@ -29,6 +30,23 @@ def setting(default: Any, help: str, *, choices: tuple | None = None, minimum: f
     """
     meta = {"help": help, "choices": choices, "minimum": minimum, "above": above, "below": below}
     return dataclasses.field(default=default, metadata=meta)
+
+
+def nested(help: str, prefix: str) -> Any:
+    """A field that holds another settings dataclass (or None), set as `--set PREFIX.KEY=VALUE`: e.g. a method's
+    `scope_settings`, whose type is the chosen scope's own `Settings`."""
+    return dataclasses.field(default=None, metadata={"help": help, "nested": prefix})
+
+
+def nested_fields(settings_type: type) -> dict[str, str]:
+    """{prefix: field name} of the nested settings fields of a settings dataclass."""
+    return {f.metadata["nested"]: f.name for f in dataclasses.fields(settings_type) if f.metadata.get("nested")}
+
+
+def accepts_key(settings_type: type, key: str) -> bool:
+    """Whether `--set key=...` can address these settings (a nested key is checked against the nested type later)."""
+    prefix, dot, _ = key.partition(".")
+    return prefix in nested_fields(settings_type) if dot else key in fields_of(settings_type)
 
 
 def fields_of(settings_type: type) -> dict[str, tuple[Any, dataclasses.Field]]:
@@ -92,65 +110,102 @@ def _conforms(tp: Any, value: Any) -> bool:
     return isinstance(value, inner)
 
 
-def _error(settings_type: type, key: str, problem: str) -> SettingError:
-    valid = ", ".join(sorted(fields_of(settings_type)))
-    return SettingError(f"setting '{key}': {problem}. Valid keys: {valid}")
+def valid_keys(settings: Any) -> list[str]:
+    """Every key `--set` accepts for these settings: flat ones, and PREFIX.KEY for each nested settings value."""
+    keys = [k for k, (_, f) in fields_of(type(settings)).items() if not f.metadata.get("nested")]
+    for prefix, name in nested_fields(type(settings)).items():
+        inner = getattr(settings, name)
+        keys += [f"{prefix}.{k}" for k in valid_keys(inner)] if dataclasses.is_dataclass(inner) else []
+    return sorted(keys)
 
 
-def apply_overrides(settings: Any, overrides: dict[str, Any]) -> Any:
-    """A copy of `settings` with `overrides` applied; text values are parsed by each field's type."""
+def _suggestion(key: str, keys: list[str]) -> str:
+    """ "; did you mean 'scope.rank'?" for a key close to a valid one (dotted keys also match by their last part)."""
+    by_name = {k: k for k in keys} | {k.rsplit(".", 1)[-1]: k for k in keys if "." in k}
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(by_name), n=1, cutoff=0.6) \
+        or difflib.get_close_matches(key, list(by_name), n=1, cutoff=0.6)
+    return f"; did you mean '{by_name[close[0]]}'?" if close else ""
+
+
+def _error(settings: Any, key: str, problem: str, prefix: str = "") -> SettingError:
+    keys = [prefix + k for k in valid_keys(settings)]
+    hint = _suggestion(prefix + key, keys) if problem == "unknown key" else ""
+    return SettingError(f"setting '{prefix}{key}': {problem}{hint}. Valid keys: {', '.join(keys)}")
+
+
+def apply_overrides(settings: Any, overrides: dict[str, Any], prefix: str = "") -> Any:
+    """A copy of `settings` with `overrides` applied; text values are parsed by each field's type. A key
+    PREFIX.KEY goes to the nested settings field of that prefix (which must hold a settings dataclass)."""
     table = fields_of(type(settings))
-    changes = {}
+    nested_of = nested_fields(type(settings))
+    changes, inner = {}, {}
     for key, raw in overrides.items():
-        if key not in table:
-            raise _error(type(settings), key, "unknown key")
+        head, dot, rest = key.partition(".")
+        if dot and head in nested_of and dataclasses.is_dataclass(getattr(settings, nested_of[head])):
+            inner.setdefault(head, {})[rest] = raw
+            continue
+        if key not in table or table[key][1].metadata.get("nested"):
+            raise _error(settings, key, "unknown key", prefix)
         tp, _ = table[key]
         if isinstance(raw, str) and _optional_inner(tp)[0] is not str:
             try:
                 value = _parse(tp, raw)
             except ValueError:
-                raise _error(type(settings), key, f"expected {type_name(tp)}, got '{raw}'") from None
+                raise _error(settings, key, f"expected {type_name(tp)}, got '{raw}'", prefix) from None
         else:
             value = raw
         if not _conforms(tp, value):
-            raise _error(type(settings), key, f"expected {type_name(tp)}, got {value!r}")
+            raise _error(settings, key, f"expected {type_name(tp)}, got {value!r}", prefix)
         if _optional_inner(tp)[0] is float and isinstance(value, int):
             value = float(value)
         changes[key] = value
+    for head, values in inner.items():
+        changes[nested_of[head]] = apply_overrides(getattr(settings, nested_of[head]), values, f"{prefix}{head}.")
     updated = dataclasses.replace(settings, **changes)
-    check(updated)
+    check(updated, prefix)
     return updated
 
 
-def check(settings: Any) -> None:
-    """Raise SettingError for a value outside its field's constraints (types included)."""
+def check(settings: Any, prefix: str = "") -> None:
+    """Raise SettingError for a value outside its field's constraints (types included); nested settings too."""
     for key, (tp, f) in fields_of(type(settings)).items():
         value = getattr(settings, key)
+        if f.metadata.get("nested"):
+            if value is not None and not dataclasses.is_dataclass(value):
+                raise _error(settings, key, f"expected a settings dataclass or None, got {value!r}", prefix)
+            if value is not None:
+                check(value, f"{prefix}{f.metadata['nested']}.")
+            continue
         if not _conforms(tp, value):
-            raise _error(type(settings), key, f"expected {type_name(tp)}, got {value!r}")
+            raise _error(settings, key, f"expected {type_name(tp)}, got {value!r}", prefix)
         if value is None:
             continue
         if isinstance(value, float) and not math.isfinite(value):
-            raise _error(type(settings), key, f"must be finite, got {value!r}")
+            raise _error(settings, key, f"must be finite, got {value!r}", prefix)
         meta = f.metadata
         if meta.get("choices") is not None and value not in meta["choices"]:
-            raise _error(type(settings), key, f"expected one of {list(meta['choices'])}, got {value!r}")
+            raise _error(settings, key, f"expected one of {list(meta['choices'])}, got {value!r}", prefix)
         if meta.get("minimum") is not None and not value >= meta["minimum"]:
-            raise _error(type(settings), key, f"must be >= {meta['minimum']}, got {value!r}")
+            raise _error(settings, key, f"must be >= {meta['minimum']}, got {value!r}", prefix)
         if meta.get("above") is not None and not value > meta["above"]:
-            raise _error(type(settings), key, f"must be > {meta['above']}, got {value!r}")
+            raise _error(settings, key, f"must be > {meta['above']}, got {value!r}", prefix)
         if meta.get("below") is not None and not value < meta["below"]:
-            raise _error(type(settings), key, f"must be < {meta['below']}, got {value!r}")
+            raise _error(settings, key, f"must be < {meta['below']}, got {value!r}", prefix)
 
 
-def describe(settings: Any) -> list[dict]:
-    """Each setting's name, type, value in `settings` (the preset's default), help and constraints."""
+def describe(settings: Any, prefix: str = "") -> list[dict]:
+    """Each setting's name, type, value in `settings` (the preset's default), help and constraints; a nested
+    settings value's rows follow, named PREFIX.KEY."""
     rows = []
     for key, (tp, f) in fields_of(type(settings)).items():
+        if f.metadata.get("nested"):
+            inner = getattr(settings, key)
+            rows += describe(inner, f"{prefix}{f.metadata['nested']}.") if dataclasses.is_dataclass(inner) else []
+            continue
         meta = {k: v for k, v in f.metadata.items() if k != "help" and v is not None}
         if "choices" in meta:
             meta["choices"] = list(meta["choices"])
-        rows.append({"name": key, "type": type_name(tp), "default": getattr(settings, key),
+        rows.append({"name": prefix + key, "type": type_name(tp), "default": getattr(settings, key),
                      "help": f.metadata.get("help", ""), **meta})
     return rows
 

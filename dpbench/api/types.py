@@ -78,6 +78,11 @@ class Method(abc.ABC):
     def settings(self, preset: str, pair: PairSpec) -> Any:
         """The method's settings (an instance of `Settings`) for a preset on a pair."""
 
+    def complete_settings(self, settings: Any, registry: "Registry") -> Any:
+        """The settings after `--set KEY=VALUE` and before `--set PREFIX.KEY=VALUE`: fill nested settings that
+        depend on a chosen plugin (a diffusion method's `scope_settings` are its scope's). Identity by default."""
+        return settings
+
     def validate(self, settings: Any, registry: "Registry") -> None:
         """Raise ValueError naming the bad setting (e.g. an unknown scope); called before anything runs."""
 
@@ -113,13 +118,28 @@ class Evaluator(abc.ABC):
 class Scope(abc.ABC):
     """A trainable scope: which parameters of a pre-trained U-Net DP fine-tuning may change.
 
-    `apply` freezes what must not change and may add adapter modules; the method's settings are passed so a
-    scope can read its own knobs (e.g. `rank`).
+    A scope describes itself to the DP engine, which knows no scope by name:
+    - `Settings`: its own settings dataclass (fields made with `dpbench.setting`), or None when it has no knobs.
+      Users set them as `--set scope.KEY=VALUE`; a method's preset may give other values.
+    - `per_example`: the per-example gradient implementation it declares ("ghost", "hooks" or "vmap"), or "auto"
+      to let the engine pick the fastest one whose `supports()` check passes for the model and loss (ghost, else
+      vmap). A declared implementation that the check refuses is an error, never a silent fallback.
+    - `chunking`: what one chunk of a DP step holds at noise multiplicity K > 1: "rows" (physical_batch_size // K
+      examples, memory flat in K) or "examples" (physical_batch_size examples with all K draws each).
+
+    `apply(model, settings)` freezes what must not change and may add adapter modules; `settings` is an instance
+    of `Settings` (None when the scope has none).
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     reference: ClassVar[str] = ""
+    Settings: ClassVar[type | None] = None
+    per_example: ClassVar[str] = "auto"
+    chunking: ClassVar[str] = "rows"
+
+    def validate(self, settings: Any) -> None:
+        """Raise ValueError for settings values the scope cannot use (beyond their declared constraints)."""
 
     @abc.abstractmethod
     def apply(self, model: nn.Module, settings: Any) -> None: ...

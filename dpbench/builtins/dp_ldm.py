@@ -1,11 +1,12 @@
 """DP-LDM: a latent diffusion model pre-trained on public data; DP-SGD tunes only its attention modules and the
-class-conditioning embedder. `attention_blocks` picks which attention blocks ("all", or a "+"-joined subset of
+class-conditioning embedder. `scope.blocks` picks which attention blocks ("all", or a "+"-joined subset of
 down/mid/up): the paper also tunes only the deeper ones."""
 import dpbench
 from dpbench.builtins.dpdm_schedules import dpdm_schedule
+from dpbench.builtins.scopes import AttentionSettings
 from dpbench.finetune.method import DiffusionFinetuneMethod, DiffusionSettings
 
-ATTENTION = DiffusionSettings(backbone="latent", scope="attention", attention_blocks="all")
+ATTENTION = DiffusionSettings(backbone="latent", scope="attention", scope_settings=AttentionSettings(blocks="all"))
 
 PRESETS = {
     "smoke": ATTENTION.with_(steps=4, batch_size=32, ddim_steps=5),

@@ -6,10 +6,11 @@ norms stay frozen, as in the seed paper's adapter-only setting.
 """
 import dpbench
 from dpbench.builtins.dpdm_schedules import dpdm_schedule
+from dpbench.builtins.scopes import LoDASettings
 from dpbench.finetune.method import DiffusionFinetuneMethod, DiffusionSettings
 
 # rank 4 and LeakyReLU slope 0.1: DP-LoDA's adapter settings (Liu et al. 2024, arXiv:2406.05257).
-PAPER_ADAPTER = DiffusionSettings(backbone="pixel", scope="loda", rank=4, slope=0.1)
+PAPER_ADAPTER = DiffusionSettings(backbone="pixel", scope="loda", scope_settings=LoDASettings(rank=4, slope=0.1))
 
 PRESETS = {
     "smoke": PAPER_ADAPTER.with_(steps=4, batch_size=32, ddim_steps=5),

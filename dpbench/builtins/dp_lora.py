@@ -1,11 +1,12 @@
 """DP-LoRA: LoRA adapters on a public-pretrained latent diffusion U-Net's attention and projection layers,
 base frozen, trained with DP-SGD. The paper reports about 0.47M trainable parameters on its (much larger)
-U-Net; `rank` scales the count here."""
+U-Net; `scope.rank` scales the count here."""
 import dpbench
 from dpbench.builtins.dpdm_schedules import dpdm_schedule
+from dpbench.builtins.scopes import LoRASettings
 from dpbench.finetune.method import DiffusionFinetuneMethod, DiffusionSettings
 
-LORA = DiffusionSettings(backbone="latent", scope="lora", rank=4, lora_alpha=4.0)
+LORA = DiffusionSettings(backbone="latent", scope="lora", scope_settings=LoRASettings(rank=4, alpha=4.0))
 
 PRESETS = {
     "smoke": LORA.with_(steps=4, batch_size=32, ddim_steps=5),

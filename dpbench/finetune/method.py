@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from dpbench.api.context import MethodContext
-from dpbench.api.settings import setting
+from dpbench.api.settings import nested, setting
 from dpbench.api.types import Method, MethodResult
 from dpbench.finetune.diffusion_finetune import DiffusionGenerator, finetune_diffusion
 from dpbench.finetune.sample_counts import samples_per_class
@@ -20,28 +21,16 @@ from dpbench.privacy.accountant import ACCOUNTANTS
 from dpbench.privacy.engine import DEFAULT_PHYSICAL_BATCH, DPSettings
 
 SAMPLING_BATCH = 250
-UNET_PARTS = ("down", "mid", "up")
-
-
-def parse_parts(spec: str) -> tuple[str, ...]:
-    """"all" or a "+"-joined subset of down/mid/up, e.g. "mid+up"."""
-    parts = UNET_PARTS if spec == "all" else tuple(p.strip() for p in spec.split("+"))
-    unknown = [p for p in parts if p not in UNET_PARTS]
-    if unknown or not parts:
-        raise ValueError(f"attention_blocks must be 'all' or a '+'-joined subset of {UNET_PARTS}, got '{spec}'")
-    return parts
 
 
 @dataclass(frozen=True)
 class DiffusionSettings:
     """Settings every diffusion fine-tuning method has; presets set their values."""
 
-    backbone: str = setting("pixel", "registered public backbone to fine-tune (`dpbench plugins` lists them)")
-    scope: str = setting("full", "registered trainable scope: which parameters DP-SGD updates")
-    rank: int = setting(4, "adapter rank r (loda, lora)", minimum=1)
-    slope: float = setting(0.1, "LeakyReLU negative slope inside LoDA adapters")
-    lora_alpha: float = setting(4.0, "LoRA scale alpha (update scaled by alpha / r)", above=0)
-    attention_blocks: str = setting("all", "attention scope: 'all' or a '+'-joined subset of down/mid/up")
+    backbone: str = setting("pixel", "registered public backbone to fine-tune (`dpbench list backbones`)")
+    scope: str = setting("full", "registered trainable scope: which parameters DP-SGD updates (`dpbench list scopes`)")
+    scope_settings: Any = nested("the scope's own settings, set as `--set scope.KEY=VALUE` (`dpbench show METHOD` "
+                                 "lists them)", prefix="scope")
     steps: int = setting(100, "DP-SGD steps (ignored when epochs is set)", minimum=1)
     epochs: float | None = setting(None, "epochs over the private split; fixes steps = epochs * n / batch_size",
                                    above=0)
@@ -91,22 +80,32 @@ class DiffusionFinetuneMethod(Method):
         """Per-pair overrides of the paper preset (batch size, epochs, K...); none by default."""
         return {}
 
+    def complete_settings(self, settings: DiffusionSettings, registry) -> DiffusionSettings:
+        """`scope_settings` of the chosen scope's type: the preset's when they are, else that scope's defaults."""
+        scope = registry.scope(settings.scope)
+        if scope.Settings is None:
+            return settings.with_(scope_settings=None)
+        if isinstance(settings.scope_settings, scope.Settings):
+            return settings
+        return settings.with_(scope_settings=scope.Settings())
+
     def validate(self, settings: DiffusionSettings, registry) -> None:
         registry.backbone(settings.backbone)
-        registry.scope(settings.scope)
-        parse_parts(settings.attention_blocks)
+        registry.scope(settings.scope).validate(settings.scope_settings)
 
     def train(self, ctx: MethodContext, settings: DiffusionSettings) -> MethodResult:
         backbone = ctx.backbone(settings.backbone)
         model = backbone.unet
         total = sum(p.numel() for p in model.parameters())
-        ctx.scope(settings.scope).apply(model, settings)
+        scope = ctx.scope(settings.scope)
+        scope.apply(model, settings.scope_settings)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         schedule = DiffusionSchedule()
         dp = DPSettings(expected_batch_size=settings.batch_size, steps=planned_steps(settings, len(ctx.private)),
                         max_grad_norm=settings.max_grad_norm, accountant=settings.accountant,
                         noise_multiplicity=settings.noise_multiplicity,
-                        physical_batch_size=settings.physical_batch_size)
+                        physical_batch_size=settings.physical_batch_size, per_example=scope.per_example,
+                        chunking=scope.chunking)
         with ctx.stage("finetune"):
             finetune_diffusion(ctx, model, schedule, dp, lr=settings.lr, p_uncond=settings.p_uncond,
                                min_timestep=settings.min_timestep,

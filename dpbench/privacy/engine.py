@@ -31,12 +31,10 @@ from dpbench.privacy.distributed import SINGLE, World
 from dpbench.privacy.ledger import PrivacyStage
 from dpbench.privacy.per_example import base as clipping
 from dpbench.privacy.per_example import build as build_per_example
-from dpbench.privacy.per_example.choice import (AUTO, CHOICES, CHUNKING, examples_per_chunk, resolve_implementation,
-                                                scope_of)
-from dpbench.privacy.per_example.vmap import VmapGradients
+from dpbench.privacy.per_example.choice import (AUTO, CHOICES, CHUNKINGS, ROWS, examples_per_chunk,
+                                                resolve_implementation)
 from dpbench.privacy.randomness import engine_randomness
 from dpbench.seeds import stream_seed
-from dpbench.version import removed
 
 # loss(model_fn, example) -> scalar, where example holds one private example's tensors (no batch dim)
 # and model_fn(*inputs) runs the model with the parameters being differentiated.
@@ -58,8 +56,9 @@ class DPSettings:
     max_grad_norm: float
     accountant: str = DEFAULT_ACCOUNTANT
     noise_multiplicity: int = 1  # K draws per example, averaged before clipping
-    physical_batch_size: int = DEFAULT_PHYSICAL_BATCH  # per chunk: examples at K = 1, choice.CHUNKING at K > 1
-    per_example: str = AUTO  # per-example gradient implementation: "auto" (by scope) or one of IMPLEMENTATIONS
+    physical_batch_size: int = DEFAULT_PHYSICAL_BATCH  # per chunk: examples at K = 1, by `chunking` at K > 1
+    per_example: str = AUTO  # per-example gradient implementation: "auto" (by the supports() check) or a named one
+    chunking: str = ROWS  # what a chunk holds at K > 1 (privacy.per_example.choice); the scope declares it
 
     def __post_init__(self) -> None:
         if self.accountant not in ACCOUNTANTS:
@@ -72,16 +71,11 @@ class DPSettings:
             raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
         if self.per_example not in CHOICES:
             raise ValueError(f"per_example must be one of {CHOICES}, got '{self.per_example}'")
+        if self.chunking not in CHUNKINGS:
+            raise ValueError(f"chunking must be one of {CHUNKINGS}, got '{self.chunking}'")
 
 
 clip_factors = clipping.clip_factors
-
-
-def clip_and_sum(per_example: dict[str, torch.Tensor], max_grad_norm: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Zero non-finite examples, clip each example's whole gradient (all parameters together) to norm <= C and
-    sum over the batch. Returns the sum and the per-example norms (0 for a zeroed example)."""
-    result = clipping.clip_and_sum(per_example, max_grad_norm)
-    return result.summed, result.norms
 
 
 def add_gaussian_noise(summed: dict[str, torch.Tensor], noise_multiplier: float, max_grad_norm: float,
@@ -132,7 +126,7 @@ class PrivateTrainer:
                                  noise_multiplicity=settings.noise_multiplicity, budget_share=budget_share,
                                  per_example=implementation)
         self.trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        self.__examples_per_chunk = examples_per_chunk(CHUNKING[scope_of(model)], settings.physical_batch_size,
+        self.__examples_per_chunk = examples_per_chunk(settings.chunking, settings.physical_batch_size,
                                                        settings.noise_multiplicity)
         if not self.trainable:
             raise ValueError("the model has no trainable parameters")
@@ -151,7 +145,6 @@ class PrivateTrainer:
         self.batch_sizes: list[int] = []
 
         self.per_example = build_per_example(implementation, model, loss)  # computes each chunk's clipped sum
-        self._vmap = VmapGradients(model, loss)
 
     @property
     def settings(self) -> DPSettings:
@@ -173,11 +166,6 @@ class PrivateTrainer:
     def spent(self) -> PrivacyStage:
         """The stage as actually run so far (equal to the plan once every step is taken)."""
         return dataclasses.replace(self.__plan, steps=self.__steps_done)
-
-    def per_example_grads(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The batch's per-example gradients, materialised by torch.func (for inspection; steps use
-        self.per_example, which may never materialise them)."""
-        return self._vmap.per_example_grads(batch)
 
     def _sample_indices(self) -> torch.Tensor:
         """Poisson sampling: each private example of this replica's shard (the whole split in a single process)
@@ -318,12 +306,3 @@ class PrivateTrainer:
         if self.canaries is not None:
             self.canaries.scores = state["canary_scores"].clone()
 
-
-_REMOVED = {"DPConfig": "dpbench.DPSettings with ctx.private_trainer(...)", "DPSGDEngine": "ctx.private_trainer(...)",
-            "plan_privacy": "ctx.private_trainer(...)"}
-
-
-def __getattr__(name: str):
-    if name in _REMOVED:
-        raise removed(__name__, name, _REMOVED[name])
-    raise AttributeError(f"module '{__name__}' has no attribute '{name}'")

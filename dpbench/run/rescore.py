@@ -8,8 +8,11 @@ from pathlib import Path
 from dpbench.api.context import EvalContext
 from dpbench.api.registry import Registry
 from dpbench.run.records import RECORD_NAME, SCHEMA_VERSION, write_record
+from dpbench.data.digest import data_digest
+from dpbench.data.loading import PairLoadError, load_checked
 from dpbench.run.environment import now, resolve_device, software_env
-from dpbench.run.runner import RunInputError, data_digest, evaluate_all
+from dpbench.run.request import RunInputError
+from dpbench.run.scoring import evaluate_all
 from dpbench.run.synthetic import load_synthetic
 from dpbench.seeds import stream_seed
 
@@ -34,7 +37,10 @@ def rescore(registry: Registry, run_dir: Path, progress, *, evaluators: list[str
     if not chosen:
         raise RunInputError("no evaluator that scores generators was chosen")
     samples, labels = load_synthetic(path.parent, record["synthetic"])
-    data = pair.load(data_root)
+    try:
+        data = load_checked(pair, data_root)
+    except PairLoadError as exc:
+        raise RunInputError(str(exc)) from None
     if data_digest(data) != record["pair"]["data_digest"]:
         raise RunInputError(f"the data of pair '{pair.name}' differs from the data this run used "
                             f"(digest {record['pair']['data_digest']}); re-scoring it would compare other data")

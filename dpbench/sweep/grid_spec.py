@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 
 from dpbench.api.registry import Registry
-from dpbench.api.settings import fields_of
+from dpbench.api.settings import SettingError, apply_overrides, fields_of, valid_keys
 from dpbench.run.records import epsilon_label
 
 
@@ -65,14 +65,27 @@ def reference_methods(registry: Registry) -> list[str]:
 
 
 def overrides_by_method(registry: Registry, methods: list[str], overrides: dict[str, str]) -> dict[str, dict]:
-    """Each method gets the `--set` keys its settings have; a key that no method of the sweep has is an error."""
-    keys_of = {name: set(fields_of(registry.method(name).Settings)) for name in methods}
+    """Each method gets the `--set` keys its settings have (a scope's `scope.KEY` keys when its default preset's
+    scope, or the scope the sweep sets, has them); a key that no method of the sweep has is an error."""
+    keys_of = {name: _settable_keys(registry, name, overrides) for name in methods}
     for key in overrides:
         if not any(key in keys for keys in keys_of.values()):
             known = ", ".join(sorted(set().union(*keys_of.values())))
             raise SweepInputError(f"--set {key}: no method in this sweep ({', '.join(methods)}) has a setting "
                                   f"'{key}'. Their settings: {known}")
     return {name: {k: v for k, v in overrides.items() if k in keys} for name, keys in keys_of.items()}
+
+
+def _settable_keys(registry: Registry, name: str, overrides: dict[str, str]) -> set[str]:
+    method = registry.method(name)
+    pair = registry.pairs[sorted(registry.pairs)[0]] if registry.pairs else None
+    settings = method.settings("default", pair)
+    plain = {k: v for k, v in overrides.items() if "." not in k and k in fields_of(type(settings))}
+    try:
+        settings = method.complete_settings(apply_overrides(settings, plain), registry)
+    except (SettingError, ValueError, KeyError):  # each cell's own check names the bad value
+        return set(fields_of(type(settings)))
+    return set(valid_keys(settings))
 
 
 def expand_grid(registry: Registry, *, methods: list[str], pairs: list[str], epsilons: list[float],

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from dpbench.api.registry import Registry, UnknownNameError
-from dpbench.data.types import BadPairDataError, DataMissingError, check_pair_data
-from dpbench.run.records import RECORD_NAME
-from dpbench.run.runner import RunInputError, RunRequest, check_delta, data_digest, resolve, run_location
+from dpbench.data.digest import data_digest
 from dpbench.privacy.randomness import RNG_KINDS
+from dpbench.run.prepare import load_data, plan_run
+from dpbench.run.records import RECORD_NAME
+from dpbench.run.request import RunInputError, RunRequest
 from dpbench.sweep.grid_spec import Cell, SweepInputError
 
 TODO, DONE, FAILED = "todo", "done", "failed"
@@ -36,43 +37,25 @@ def cell_request(template: RunRequest, cell: Cell) -> RunRequest:
 
 
 def plan_cells(registry: Registry, cells: list[Cell], template: RunRequest) -> list[CellPlan]:
-    """Check every cell's input and find its record folder; raises SweepInputError (naming the cell) before
-    anything runs. Each pair's data is loaded once here, for its digest (DataMissingError propagates)."""
+    """Check every cell's input and find its record folder through the runner's own prepare step; raises
+    SweepInputError (naming the cell) before anything runs. Each pair's data is loaded and digested once."""
     if template.rng not in RNG_KINDS:
         raise SweepInputError(f"rng must be one of {', '.join(RNG_KINDS)}, got '{template.rng}'")
-    digests: dict[str, tuple[str, int]] = {}  # pair -> (data digest, n_private)
+    loaded: dict[str, tuple] = {}  # pair -> (data, digest)
     plans = []
     for cell in cells:
         request = cell_request(template, cell)
         try:
-            resolved = resolve(registry, request)
+            if cell.pair not in loaded:
+                data = load_data(registry, request)  # DataMissingError propagates
+                loaded[cell.pair] = (data, data_digest(data))
+            data, digest = loaded[cell.pair]
+            plan = plan_run(registry, request, data, digest=digest)
         except (RunInputError, UnknownNameError) as exc:
             raise SweepInputError(f"cell {cell.label}: {exc}") from None
-        if cell.pair not in digests:
-            digests[cell.pair] = _pair_digest(resolved.pair, template.data_root)
-        digest, n_private = digests[cell.pair]
-        try:
-            check_delta(request, resolved.method, cell.pair, n_private)
-        except RunInputError as exc:
-            raise SweepInputError(f"cell {cell.label}: {exc}") from None
-        _, config_hash, directory = run_location(request, resolved, digest)
-        plans.append(_with_state(CellPlan(cell, request, directory, config_hash, resolved.settings,
-                                             resolved.pair.num_classes)))
+        plans.append(_with_state(CellPlan(cell, request, plan.directory, plan.config_hash, plan.resolved.settings,
+                                          plan.resolved.pair.num_classes)))
     return plans
-
-
-def _pair_digest(pair, data_root: str | None) -> tuple[str, int]:
-    try:
-        data = pair.load(data_root)
-    except DataMissingError:
-        raise
-    except Exception as exc:  # as `dpbench run` says it: name the pair, run nothing
-        raise SweepInputError(f"pair '{pair.name}' could not load its data: {type(exc).__name__}: {exc}") from exc
-    try:
-        check_pair_data(pair, data)
-    except BadPairDataError as exc:
-        raise SweepInputError(str(exc)) from None
-    return data_digest(data), len(data.private_train)
 
 
 def _with_state(plan: CellPlan) -> CellPlan:

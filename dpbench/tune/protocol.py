@@ -33,7 +33,9 @@ from dpbench.api.registry import Registry
 from dpbench.api.settings import as_dict
 from dpbench.data.types import ImageSet
 from dpbench.eval.downstream import train_and_test
-from dpbench.run.runner import RunRequest, execute, resolve, resolve_device
+from dpbench.run.environment import resolve_device
+from dpbench.run.resolve import resolve
+from dpbench.run.runner import RunRequest, execute
 from dpbench.run.synthetic import load_synthetic
 from dpbench.tune.proxy import ProxySplit, proxy_pair_data, scaled_batch_size
 
