@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, runtime_checkable
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # annotations only: a plugin module that subclasses these loads no torch
+    import torch
+    from torch import nn
 
 from dpbench.data.types import PairSpec
 

@@ -3,12 +3,8 @@ trained directly on the private data with DP-SGD. It yields a classifier, so it 
 import dataclasses
 from dataclasses import dataclass
 
-import torch
-
 import dpbench
-from dpbench.finetune.classifier import TrainedClassifier, train_classifier_dp
-from dpbench.models.classifiers import build_classifier, fit_classifier
-from dpbench.privacy.accountant import ACCOUNTANTS
+from dpbench.privacy.defaults import ACCOUNTANTS
 
 
 @dataclass(frozen=True)
@@ -44,6 +40,11 @@ class DPSGDClassifier(dpbench.Method):
         return dataclasses.replace(PRESETS[preset])
 
     def train(self, ctx, settings):
+        import torch
+
+        from dpbench.finetune.classifier import TrainedClassifier, train_classifier_dp
+        from dpbench.models.classifiers import build_classifier, fit_classifier
+
         torch.manual_seed(ctx.seed)
         model = build_classifier(ctx.pair.classifier, ctx.pair.channels, ctx.pair.image_size, ctx.pair.num_classes)
         if settings.public_init:  # optional warm start on the public split (labels must share the pair's classes)

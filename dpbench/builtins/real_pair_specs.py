@@ -37,11 +37,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from dpbench.builtins.imagenet_classes import DEVKIT_TO_CIFAR10, TABLE_I
-from dpbench.data.readers import celeba, cifar_pickle, image_folder, imagenet32_npz, mnist_idx, svhn_mat
 from dpbench.data.file_report import format_report, resolve_data_root
 from dpbench.data.types import DataMissingError, FileStatus, ImageSet, PairData, PairSpec
 
@@ -64,26 +61,41 @@ HOW_TO_GET = {
 # --- sources: (name, check(root, deep)) -------------------------------------------------------------
 
 def _mnist(root: Path, deep: bool) -> list[FileStatus]:
+    from dpbench.data.readers import mnist_idx
+
     return mnist_idx.check_mnist(root / MNIST_DIR, deep=deep)
 
 
 def _svhn(root: Path, deep: bool) -> list[FileStatus]:
+    from dpbench.data.readers import svhn_mat
+
     return svhn_mat.check_svhn(root / SVHN_DIR, deep=deep)
 
 
 def _cifar(root: Path, deep: bool) -> list[FileStatus]:
+    from dpbench.data.readers import cifar_pickle
+
     return cifar_pickle.check_cifar10(root / CIFAR_DIR, deep=deep)
 
 
 def _celeba(root: Path, deep: bool) -> list[FileStatus]:
+    from dpbench.data.readers import celeba
+
     return celeba.check_celeba(root / CELEBA_DIR, deep=deep)
 
 
 def _imagenet32(*splits: str) -> Callable[[Path, bool], list[FileStatus]]:
-    return lambda root, deep: imagenet32_npz.check_imagenet32(root, splits, deep=deep)
+    def check(root: Path, deep: bool) -> list[FileStatus]:
+        from dpbench.data.readers import imagenet32_npz
+
+        return imagenet32_npz.check_imagenet32(root, splits, deep=deep)
+
+    return check
 
 
 def _folder(root: Path, deep: bool) -> list[FileStatus]:
+    from dpbench.data.readers import image_folder
+
     return image_folder.check_folder(root / FOLDER_DIR, deep=deep)
 
 
@@ -143,18 +155,26 @@ def _spec(name: str, sources: Sources, load: Callable[[Path], PairData], **field
 
 def to_gray(images: torch.Tensor) -> torch.Tensor:
     """uint8 RGB (N, 3, H, W) -> uint8 (N, 1, H, W), ITU-R 601-2 luma (PIL's "L"), rounded."""
+    import torch
+
     r, g, b = images.to(torch.int32).unbind(1)
     return ((299 * r + 587 * g + 114 * b + 500) // 1000).to(torch.uint8).unsqueeze(1)
 
 
 def pad_to(images: torch.Tensor, size: int) -> torch.Tensor:
     """Zero-pad (N, C, h, w) to (N, C, size, size), centred."""
+    import torch
+    import torch.nn.functional as F
+
     dh, dw = size - images.shape[2], size - images.shape[3]
     return F.pad(images, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
 
 
 def resize(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.Tensor:
     """uint8 (N, C, h, w) -> uint8 (N, C, size, size), bicubic with antialiasing, in chunks."""
+    import torch
+    import torch.nn.functional as F
+
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
     out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8)
@@ -167,6 +187,9 @@ def resize(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.Tensor:
 # --- svhn-mnist -------------------------------------------------------------------------------------
 
 def _load_svhn_mnist(root: Path) -> PairData:
+    from dpbench.data.readers import mnist_idx
+    from dpbench.data.readers import svhn_mat
+
     public, w1 = svhn_mat.load_svhn(root / SVHN_DIR, "train")
     train, w2 = mnist_idx.load_mnist(root / MNIST_DIR, "train")
     test, w3 = mnist_idx.load_mnist(root / MNIST_DIR, "test")
@@ -196,6 +219,8 @@ SVHN_MNIST = _spec(
 
 def to_cifar10_labels(devkit_labels: torch.Tensor) -> torch.Tensor:
     """ImageNet devkit ids (1..1000) of the Table I classes -> CIFAR-10 indices; any other id -> -1."""
+    import torch
+
     table = torch.full((1001,), -1, dtype=torch.int64)
     for devkit_id, cifar in DEVKIT_TO_CIFAR10.items():
         table[devkit_id] = cifar
@@ -204,6 +229,8 @@ def to_cifar10_labels(devkit_labels: torch.Tensor) -> torch.Tensor:
 
 def one_percent_subset(labels: torch.Tensor, per_class: int = ONE_PERCENT_PER_CLASS, seed: int = ONE_PERCENT_SEED) -> torch.Tensor:
     """Sorted indices of `per_class` images per class, drawn without replacement by `seed`."""
+    import torch
+
     rng = np.random.default_rng(seed)
     labels = labels.numpy()
     picks = []
@@ -218,6 +245,8 @@ def one_percent_subset(labels: torch.Tensor, per_class: int = ONE_PERCENT_PER_CL
 def imagenet32_unconditional(root: Path, image_size: int = 32) -> Callable[..., object]:
     """The public pre-training stream over all of ImageNet32 train: call it (chunk_size=4096, seed=0)
     for an iterator of ImageSet chunks, labels 0..999 in devkit order (ILSVRC2012_ID - 1)."""
+    from dpbench.data.readers import imagenet32_npz
+
     def stream(chunk_size: int = 4096, seed: int | None = 0):
         for chunk in imagenet32_npz.stream(root, "train", chunk_size=chunk_size, seed=seed):
             yield ImageSet(resize(chunk.images, image_size), chunk.labels)
@@ -226,6 +255,9 @@ def imagenet32_unconditional(root: Path, image_size: int = 32) -> Callable[..., 
 
 
 def _load_imagenet32_cifar10(root: Path, one_percent: bool) -> PairData:
+    from dpbench.data.readers import cifar_pickle
+    from dpbench.data.readers import imagenet32_npz
+
     ids = [c.devkit_id for c in TABLE_I]
     public, w1 = imagenet32_npz.select_classes(root, ids, "train")
     train, w2 = cifar_pickle.load_cifar10(root / CIFAR_DIR, "train")
@@ -269,6 +301,10 @@ IMAGENET32_CIFAR10_1PCT = _spec(
 # --- imagenet-celeba --------------------------------------------------------------------------------
 
 def _load_imagenet_celeba(root: Path, size: int, public: str, attribute: str) -> PairData:
+    from dpbench.data.readers import celeba
+    from dpbench.data.readers import image_folder
+    from dpbench.data.readers import imagenet32_npz
+
     splits, warnings = celeba.load_celeba(root / CELEBA_DIR, size, attribute, ("train", "test"))
     if public == "imagenet32":
         sample, w = imagenet32_npz.load_split(root, "val")

@@ -1,11 +1,13 @@
 """The core's evaluators. They are registered by the built-in `evaluators` plugin, like any third party's."""
 from __future__ import annotations
 
-from dpbench.data.types import ImageSet
-from dpbench.eval.downstream import DOWNSTREAM_TRAINING, public_only_accuracy, real_data_accuracy, train_and_test
-from dpbench.eval.fid import fid_kid
-from dpbench.api.context import EvalContext
+from typing import TYPE_CHECKING
+
 from dpbench.api.types import Evaluator, Metric
+from dpbench.data.types import ImageSet
+
+if TYPE_CHECKING:  # the scoring code (torch, torch-fidelity) loads when an evaluator runs, not when it registers
+    from dpbench.api.context import EvalContext
 
 
 class FidKidEvaluator(Evaluator):
@@ -17,6 +19,8 @@ class FidKidEvaluator(Evaluator):
         return {"reference": "private_test", "feature_extractor": "inception-v3-compat 2015-12-05 pool3"}
 
     def evaluate(self, ctx: EvalContext) -> list[Metric]:
+        from dpbench.eval.fid import fid_kid
+
         task = ctx.progress.task("FID/KID (Inception)", total=None)
         reference = ctx.private_test.images
         scores = fid_kid(ctx.samples, reference, cache_dir=ctx.cache_dir / "fidelity",
@@ -36,9 +40,13 @@ class AccuracyEvaluator(Evaluator):
     applies_to = ("generator", "classifier")
 
     def settings(self, preset: str) -> dict:
+        from dpbench.eval.downstream import DOWNSTREAM_TRAINING
+
         return {"test_split": "private_test", "training": DOWNSTREAM_TRAINING[preset]}
 
     def evaluate(self, ctx: EvalContext) -> list[Metric]:
+        from dpbench.eval.downstream import public_only_accuracy, real_data_accuracy, train_and_test
+
         test = ctx.private_test
         task = ctx.progress.task("downstream classifier", total=None)
         if ctx.produces == "generator":

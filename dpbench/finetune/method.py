@@ -11,14 +11,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from dpbench.api.context import MethodContext
+from typing import TYPE_CHECKING
+
 from dpbench.api.settings import nested, setting
 from dpbench.api.types import Method, MethodResult
-from dpbench.finetune.diffusion_finetune import DiffusionGenerator, finetune_diffusion
 from dpbench.finetune.sample_counts import samples_per_class
-from dpbench.models.diffusion import P_UNCOND, DiffusionSchedule
-from dpbench.privacy.accountant import ACCOUNTANTS
-from dpbench.privacy.engine import DEFAULT_PHYSICAL_BATCH, DPSettings
+from dpbench.models.guidance import P_UNCOND
+from dpbench.privacy.defaults import ACCOUNTANTS, DEFAULT_PHYSICAL_BATCH
+
+if TYPE_CHECKING:
+    from dpbench.api.context import MethodContext
 
 SAMPLING_BATCH = 250
 
@@ -94,6 +96,10 @@ class DiffusionFinetuneMethod(Method):
         registry.scope(settings.scope).validate(settings.scope_settings)
 
     def train(self, ctx: MethodContext, settings: DiffusionSettings) -> MethodResult:
+        from dpbench.finetune.diffusion_finetune import DiffusionGenerator, finetune_diffusion
+        from dpbench.models.diffusion import DiffusionSchedule
+        from dpbench.privacy.engine import DPSettings
+
         backbone = ctx.backbone(settings.backbone)
         model = backbone.unet
         total = sum(p.numel() for p in model.parameters())

@@ -13,7 +13,7 @@ import torch
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x, t, y) -> eps
 
-P_UNCOND = 0.1  # label-drop probability for classifier-free guidance training (Ho & Salimans 2022)
+from dpbench.models.guidance import P_UNCOND  # noqa: E402,F401 - re-exported
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ PerExampleLoss = Callable[[Callable[..., torch.Tensor], dict[str, torch.Tensor]]
 MakeBatch = Callable[[dict[str, torch.Tensor], torch.Generator], dict[str, torch.Tensor]]
 
 
-DEFAULT_PHYSICAL_BATCH = 64  # examples per chunk of the per-example gradient computation: bounds memory, not privacy
+from dpbench.privacy.defaults import DEFAULT_PHYSICAL_BATCH  # noqa: E402,F401 - re-exported
 
 
 @dataclass(frozen=True)

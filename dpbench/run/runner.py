@@ -48,14 +48,14 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
     progress = progress if world.is_leader else SilentProgress()
     run = prepare(registry, request, data, world)
     record = started_record(run, registry.origin.get(f"method:{run.resolved.method.name}"), world.size, device)
-    ctx = _method_context(registry, run, world, device, progress)
+    ctx, books = _method_context(registry, run, world, device, progress)
     reset_peak_memory(device)
     samples = labels = None
     try:
-        result = _train(run, ctx, record)
+        result = _train(run, ctx, books, record)
         if not world.is_leader:  # trained its share; rank 0 samples, evaluates and writes
             return RunOutcome(record=record, record_path=None, ok=True)
-        samples, labels = _score(run, ctx, result, record, progress)
+        samples, labels = _score(run, ctx, books, result, record, progress)
     except Exception as exc:
         record["status"] = "failed"
         record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(limit=8)}
@@ -66,8 +66,9 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
     return _write(run, record, samples, labels)
 
 
-def _method_context(registry: Registry, run: PreparedRun, world, device: torch.device, progress) -> MethodContext:
-    """The method's view of the run: public data, and private data only through the harness's privacy books."""
+def _method_context(registry: Registry, run: PreparedRun, world, device: torch.device, progress):
+    """The method's view of the run (public data, and private data only through the harness's privacy books,
+    which the context keeps to itself), and the books, which the runner reads once the method is done."""
     request, method, data = run.request, run.resolved.method, run.data
     books = private = None
     if method.trains_on_private:
@@ -76,15 +77,16 @@ def _method_context(registry: Registry, run: PreparedRun, world, device: torch.d
                              checkpoints=None if world.is_distributed else run.checkpoints)
         private = PrivateSplit(len(data.private_train), tuple(data.private_train.images.shape[1:]),
                                run.resolved.pair.num_classes)
-    return MethodContext(pair=run.resolved.pair, public=data.public_train, public_info=dict(data.info),
-                         private=private, books=books, registry=registry, epsilon=request.epsilon, delta=request.delta,
-                         seed=request.seed, device=device, preset=request.preset, progress=progress,
-                         cache_dir=Path(request.cache_dir), rebuild_backbone=request.rebuild_backbone, world=world)
+    ctx = MethodContext(pair=run.resolved.pair, public=data.public_train, public_info=dict(data.info),
+                        private=private, books=books, registry=registry, epsilon=request.epsilon, delta=request.delta,
+                        seed=request.seed, device=device, preset=request.preset, progress=progress,
+                        cache_dir=Path(request.cache_dir), rebuild_backbone=request.rebuild_backbone, world=world)
+    return ctx, books
 
 
-def _train(run: PreparedRun, ctx: MethodContext, record: dict):
+def _train(run: PreparedRun, ctx: MethodContext, books, record: dict):
     """The method trains; the harness composes its books' ledger and refuses an ε over the target."""
-    request, method, books = run.request, run.resolved.method, ctx.books
+    request, method = run.request, run.resolved.method
     torch.manual_seed(stream_seed(request.seed, "method"))
     result = method.train(ctx, run.resolved.settings)
     check_result(method, result)
@@ -100,12 +102,12 @@ def _train(run: PreparedRun, ctx: MethodContext, record: dict):
     return result
 
 
-def _score(run: PreparedRun, ctx: MethodContext, result, record: dict, progress):
+def _score(run: PreparedRun, ctx: MethodContext, books, result, record: dict, progress):
     """An audit's verdict, or the synthetic set and every evaluator's metrics; then the cost."""
     request, method, pair = run.request, run.resolved.method, run.resolved.pair
     samples = labels = None
     if request.audit is not None:  # the audit's model is its own: no samples, no evaluation
-        record["audit"] = ctx.books.trainers[0].canaries.result(request.epsilon, request.delta)
+        record["audit"] = books.trainers[0].canaries.result(request.epsilon, request.delta)
     elif method.produces == "generator":
         with ctx.stage("sample"):
             samples, labels = draw_samples(result.artifact, run.resolved.settings, pair,
