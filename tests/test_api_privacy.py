@@ -169,14 +169,14 @@ def pair_data(registry):
     return registry.pair("digits-mnist").load(None)
 
 
-def _run(registry, pair_data, tmp_path, method, epsilon=1.0):
+def _run(registry, pair_data, tmp_path, cache, method, epsilon=1.0):
     request = RunRequest(method=method, pair="digits-mnist", epsilon=epsilon, preset="smoke", out=tmp_path / "runs",
-                         cache_dir=tmp_path / "cache", evaluators=[], device="cpu")
+                         cache_dir=cache, evaluators=[], device="cpu")
     return execute(registry, request, SilentProgress(), data=pair_data)
 
 
-def test_honest_method_completes_with_the_harness_ledger(registry, pair_data, tmp_path):
-    outcome = _run(registry, pair_data, tmp_path, "honest")
+def test_honest_method_completes_with_the_harness_ledger(registry, pair_data, tmp_path, shared_cache):
+    outcome = _run(registry, pair_data, tmp_path, shared_cache, "honest")
     assert outcome.ok, outcome.record.get("error")
     privacy = outcome.record["privacy"]
     assert privacy["steps"] == 5 and len(privacy["stages"]) == 1
@@ -185,29 +185,29 @@ def test_honest_method_completes_with_the_harness_ledger(registry, pair_data, tm
 
 
 @pytest.mark.parametrize("method, words", [("reads-test-split", "only evaluators"), ("reads-pair-data", "ctx.public")])
-def test_a_method_cannot_read_the_scoring_data(registry, pair_data, tmp_path, method, words):
-    outcome = _run(registry, pair_data, tmp_path, method)
+def test_a_method_cannot_read_the_scoring_data(registry, pair_data, tmp_path, shared_cache, method, words):
+    outcome = _run(registry, pair_data, tmp_path, shared_cache, method)
     assert not outcome.ok
     assert outcome.record["error"]["type"] == "PermissionError"
     assert words in outcome.record["error"]["message"]
     assert not (outcome.record_path.parent / "samples.png").exists()
 
 
-def test_training_without_the_engine_fails_instead_of_recording_eps_zero(registry, pair_data, tmp_path):
-    outcome = _run(registry, pair_data, tmp_path, "no-engine")
+def test_training_without_the_engine_fails_instead_of_recording_eps_zero(registry, pair_data, tmp_path, shared_cache):
+    outcome = _run(registry, pair_data, tmp_path, shared_cache, "no-engine")
     assert not outcome.ok
     assert outcome.record["error"]["type"] == "NoPrivateStepError"
     assert "ctx.private_trainer" in outcome.record["error"]["message"]
 
 
-def test_every_released_gradient_is_counted_and_the_plan_is_a_hard_limit(registry, pair_data, tmp_path):
-    outcome = _run(registry, pair_data, tmp_path, "gradient-loop")
+def test_every_released_gradient_is_counted_and_the_plan_is_a_hard_limit(registry, pair_data, tmp_path, shared_cache):
+    outcome = _run(registry, pair_data, tmp_path, shared_cache, "gradient-loop")
     assert not outcome.ok
     assert "planned number of DP steps is spent" in outcome.record["error"]["message"]
 
 
-def test_two_stages_compose_within_the_target(registry, pair_data, tmp_path):
-    outcome = _run(registry, pair_data, tmp_path, "two-stages", epsilon=2.0)
+def test_two_stages_compose_within_the_target(registry, pair_data, tmp_path, shared_cache):
+    outcome = _run(registry, pair_data, tmp_path, shared_cache, "two-stages", epsilon=2.0)
     assert outcome.ok, outcome.record.get("error")
     privacy = outcome.record["privacy"]
     stages = privacy["stages"]
@@ -219,13 +219,13 @@ def test_two_stages_compose_within_the_target(registry, pair_data, tmp_path):
     assert epsilon_of_history(history[:1], 1e-5, "rdp") <= 1.0
 
 
-def test_budget_shares_over_one_fail(registry, pair_data, tmp_path):
-    outcome = _run(registry, pair_data, tmp_path, "over-shares")
+def test_budget_shares_over_one_fail(registry, pair_data, tmp_path, shared_cache):
+    outcome = _run(registry, pair_data, tmp_path, shared_cache, "over-shares")
     assert not outcome.ok and "add up to" in outcome.record["error"]["message"]
 
 
-def test_a_public_only_method_gets_no_private_data(registry, pair_data, tmp_path):
-    outcome = _run(registry, pair_data, tmp_path, "public-trier", epsilon=0)
+def test_a_public_only_method_gets_no_private_data(registry, pair_data, tmp_path, shared_cache):
+    outcome = _run(registry, pair_data, tmp_path, shared_cache, "public-trier", epsilon=0)
     assert not outcome.ok
     assert outcome.record["error"]["type"] == "PermissionError"
     assert "holds no private data" in outcome.record["error"]["message"]

@@ -72,6 +72,7 @@ def test_a_broken_engine_is_flagged(monkeypatch, broken):
     assert result["epsilon_lower_bound"] > CLAIMED_EPSILON
 
 
+@pytest.mark.slow  # a dp-sgd audit run and a dp-sgd run through the CLI
 def test_dpbench_audit_writes_an_audit_record_that_the_leaderboard_shows(tmp_path, shared_cache):
     from dpbench.report.leaderboard import build_leaderboard
 

@@ -148,6 +148,7 @@ def single() -> dict:
     return _train(SINGLE)
 
 
+@pytest.mark.slow  # two gloo processes spawned (the `ranks` fixture)
 def test_two_processes_spend_the_same_epsilon_and_ledger_as_one(ranks, single):
     for rank in ranks:
         assert rank["train"]["ledger"] == single["ledger"]
@@ -156,6 +157,7 @@ def test_two_processes_spend_the_same_epsilon_and_ledger_as_one(ranks, single):
     assert ranks[0]["train"]["batch_sizes"] == ranks[1]["train"]["batch_sizes"]
 
 
+@pytest.mark.slow  # two gloo processes spawned (the `ranks` fixture)
 def test_the_replicas_stay_identical(ranks, single):
     for run in ("train", "non_private"):  # noised by rank 0, and at ε = inf summed without noise
         first, second = (r[run]["params"] for r in ranks)
@@ -164,6 +166,7 @@ def test_the_replicas_stay_identical(ranks, single):
     assert not all(torch.equal(first[n], single["params"][n]) for n in first)  # not one process's model: own samples
 
 
+@pytest.mark.slow  # two gloo processes spawned (the `ranks` fixture)
 def test_the_world_sum_of_clipped_gradients_equals_the_single_process_sum(ranks):
     single = _fixed_step(SINGLE)
     for rank in ranks:
@@ -182,6 +185,7 @@ def _std_is(values: torch.Tensor, std: float) -> bool:
     return abs(values.double().std().item() - std) < 5 * standard_error
 
 
+@pytest.mark.slow  # two gloo processes spawned (the `ranks` fixture)
 def test_the_noise_std_is_sigma_c_not_sqrt_n_sigma_c(ranks):
     released = [r["noise"]["noise"] for r in ranks]
     std = ranks[0]["noise"]["std"]
@@ -194,6 +198,7 @@ def test_the_noise_std_is_sigma_c_not_sqrt_n_sigma_c(ranks):
           f"on every rank {wrong.std().item() / std:.4f}")
 
 
+@pytest.mark.slow  # two gloo processes spawned (the `ranks` fixture)
 def test_the_shards_poisson_sample_the_whole_split_at_rate_q(ranks):
     n, q = 4000, 256 / 4000
     draws = list(zip(*(r["shards"] for r in ranks)))
@@ -237,6 +242,7 @@ def test_nproc_refuses_resume_and_audit_before_launching(monkeypatch):
                                             audit=AuditSettings()), SilentProgress())
 
 
+@pytest.mark.slow  # torchrun subprocess, two gloo ranks, a whole run
 def test_torchrun_two_processes_write_one_record_with_the_single_process_epsilon(tmp_path, shared_cache):
     args = ["run", "--method", "dp-loda", "--pair", "digits-mnist", "--eps", "10", "--preset", "smoke",
             "--evaluator", "accuracy", "--set", "samples_per_class=10", "--cache-dir", str(shared_cache), "--json"]

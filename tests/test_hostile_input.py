@@ -96,9 +96,9 @@ def hostile(plugin_path):
                               {"thirdparty_hostile": HOSTILE_PLUGIN})
 
 
-def _run(tmp_path, *args):
+def _run(tmp_path, cache, *args):
     return CliRunner().invoke(main, ["run", "--preset", "smoke", "--out", str(tmp_path / "runs"), "--cache-dir",
-                                     str(tmp_path / "cache"), *args])
+                                     str(cache), *args])
 
 
 def _nothing_written(tmp_path) -> bool:
@@ -113,11 +113,11 @@ def _nothing_written(tmp_path) -> bool:
     ("--set", "lr=1e400"), ("--set", "lr=-1"), ("--set", "steps=-3"), ("--set", "steps=1e99"),
     ("--set", "batch_size=0"), ("--set", "rank=nan"), ("--set", "nosuchkey=1"), ("--checkpoint-every", "0"),
     ("--rng", "urandom")]))
-def test_hostile_cli_flags_exit_2_naming_the_input(tmp_path, flag):
+def test_hostile_cli_flags_exit_2_naming_the_input(tmp_path, shared_cache, flag):
     option, value = flag
     args = ["--method", "dp-loda", "--pair", "digits-mnist"]
     args += [option, value] if option == "--eps" else ["--eps", "1", option, value]
-    result = _run(tmp_path, *args)
+    result = _run(tmp_path, shared_cache, *args)
     assert result.exit_code == 2, (flag, result.output)
     named = value.split("=")[0] if option == "--set" else option.lstrip("-").split("-")[0]
     assert named.lower() in result.output.lower() or value in result.output, (flag, result.output)
@@ -127,8 +127,8 @@ def test_hostile_cli_flags_exit_2_naming_the_input(tmp_path, flag):
 @pytest.mark.hostile_case("a third-party pair returning images of the wrong shape, labels out of range or not a "
                           "PairData exits 2 naming the pair")
 @pytest.mark.parametrize("kind", ["shape", "labels", "type"])
-def test_a_pair_returning_bad_data_is_refused(hostile, tmp_path, kind):
-    result = _run(tmp_path, "--method", "dp-sgd", "--pair", f"bad-{kind}", "--eps", "1")
+def test_a_pair_returning_bad_data_is_refused(hostile, tmp_path, shared_cache, kind):
+    result = _run(tmp_path, shared_cache, "--method", "dp-sgd", "--pair", f"bad-{kind}", "--eps", "1")
     assert result.exit_code == 2, result.output
     assert f"bad-{kind}" in result.output
     assert _nothing_written(tmp_path)
@@ -138,9 +138,9 @@ def test_a_pair_returning_bad_data_is_refused(hostile, tmp_path, kind):
                           "with the reason, no samples and no synthetic set")
 @pytest.mark.parametrize("output, reason", [("nan", "expected uint8"), ("float", "expected uint8"),
                                             ("artifact", "artifact")])
-def test_a_method_returning_bad_output_fails_cleanly(hostile, tmp_path, output, reason):
-    result = _run(tmp_path, "--method", "hostile", "--pair", "digits-mnist", "--eps", "1", "--evaluator", "accuracy",
-                  "--set", f"output={output}")
+def test_a_method_returning_bad_output_fails_cleanly(hostile, tmp_path, shared_cache, output, reason):
+    result = _run(tmp_path, shared_cache, "--method", "hostile", "--pair", "digits-mnist", "--eps", "1",
+                  "--evaluator", "accuracy", "--set", f"output={output}")
     assert result.exit_code == 1, result.output
     (path,) = (tmp_path / "runs").rglob("record.json")
     record = json.loads(path.read_text())

@@ -18,7 +18,8 @@ PROBE = ('<script>window.addEventListener("load", () => { const images = [...doc
          'document.title = "decoded " + images.filter(i => i.complete && i.naturalWidth > 0).length '
          '+ " of " + images.length; });</script></body>')
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = [pytest.mark.slow,  # a headless chromium per test
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")]
 
 
 def _chromium(tmp_path: Path, *arguments: str) -> str:

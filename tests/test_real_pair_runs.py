@@ -17,6 +17,7 @@ def root(tmp_path_factory):
     return write_all(tmp_path_factory.mktemp("data"))
 
 
+@pytest.mark.slow  # a real dp-loda run per pair
 @pytest.mark.parametrize("pair, evaluators", [
     ("svhn-mnist", ["accuracy"]),
     ("imagenet32-cifar10", ["accuracy"]),

@@ -5,6 +5,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from dpbench.cli import main
@@ -19,12 +20,13 @@ def _readme_plugin_source() -> str:
     return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
 
 
-def _run(runner, tmp_path, *args):
+def _run(runner, tmp_path, cache, *args):
     return runner.invoke(main, ["run", "--pair", "digits-mnist", "--out", str(tmp_path / "runs"),
-                                "--cache-dir", str(tmp_path / "cache"), "--json", *args])
+                                "--cache-dir", str(cache), "--json", *args])
 
 
-def test_readme_plugin_runs_through_run_and_leaderboard(plugin_path, tmp_path):
+@pytest.mark.slow  # three whole runs, one under the default preset (minutes of classifier fits)
+def test_readme_plugin_runs_through_run_and_leaderboard(plugin_path, tmp_path, shared_cache):
     install_fake_distribution(plugin_path, "dpbench-mean-image", "0.1.0", {"mean_image": "thirdparty_mean_image"},
                               {"thirdparty_mean_image": _readme_plugin_source()})
     runner = CliRunner()
@@ -32,7 +34,7 @@ def test_readme_plugin_runs_through_run_and_leaderboard(plugin_path, tmp_path):
     assert any(m["name"] == "dp-mean-image" and m["plugin"] == "mean_image" for m in listed)
 
     common = ["--method", "dp-mean-image", "--eps", "1", "--evaluator", "accuracy", "--set", "steps=10"]
-    smoke = _run(runner, tmp_path, *common, "--preset", "smoke")
+    smoke = _run(runner, tmp_path, shared_cache, *common, "--preset", "smoke")
     assert smoke.exit_code == 0, smoke.output
     record = json.loads(smoke.stdout)
     assert record["status"] == "completed"
@@ -45,8 +47,8 @@ def test_readme_plugin_runs_through_run_and_leaderboard(plugin_path, tmp_path):
     assert 0.0 <= record["metrics"]["accuracy"]["value"] <= 1.0
 
     # The same cell under the default preset, and under another config, lands beside it instead of over it.
-    default = _run(runner, tmp_path, *common, "--preset", "default")
-    other = _run(runner, tmp_path, *common, "--preset", "smoke", "--set", "batch_size=128")
+    default = _run(runner, tmp_path, shared_cache, *common, "--preset", "default")
+    other = _run(runner, tmp_path, shared_cache, *common, "--preset", "smoke", "--set", "batch_size=128")
     assert default.exit_code == 0 and other.exit_code == 0, default.output + other.output
     records = read_records(tmp_path / "runs")
     assert sorted((r["preset"], r["method"]["overrides"].get("batch_size", "")) for r in records) == [
@@ -66,7 +68,8 @@ def test_readme_plugin_runs_through_run_and_leaderboard(plugin_path, tmp_path):
     assert sum("| smoke " in r for r in rows) == 2
 
 
-def test_bitfit_scope_plugin_runs_on_the_builtin_pixel_backbone(plugin_path, tmp_path):
+@pytest.mark.slow  # a real dp-loda run (with the BitFit scope)
+def test_bitfit_scope_plugin_runs_on_the_builtin_pixel_backbone(plugin_path, tmp_path, shared_cache):
     source = (REPO / "plugins" / "dpbench-bitfit" / "dpbench_bitfit.py").read_text()
     install_fake_distribution(plugin_path, "dpbench-bitfit", "0.1.0", {"bitfit": "thirdparty_bitfit"},
                               {"thirdparty_bitfit": source})
@@ -74,8 +77,8 @@ def test_bitfit_scope_plugin_runs_on_the_builtin_pixel_backbone(plugin_path, tmp
     scopes = json.loads(runner.invoke(main, ["list", "scopes", "--json"]).stdout)
     assert {"name": "bitfit", "plugin": "bitfit"}.items() <= next(s for s in scopes if s["name"] == "bitfit").items()
 
-    result = _run(runner, tmp_path, "--method", "dp-loda", "--eps", "10", "--preset", "smoke", "--evaluator",
-                  "accuracy", "--set", "scope=bitfit")
+    result = _run(runner, tmp_path, shared_cache, "--method", "dp-loda", "--eps", "10", "--preset", "smoke",
+                  "--evaluator", "accuracy", "--set", "scope=bitfit")
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["status"] == "completed" and record["method"]["notes"]["scope"] == "bitfit"
@@ -84,7 +87,7 @@ def test_bitfit_scope_plugin_runs_on_the_builtin_pixel_backbone(plugin_path, tmp
     assert record["privacy"]["epsilon"] <= 10
 
 
-def test_unknown_scope_is_bad_input_with_a_suggestion(tmp_path):
-    result = _run(CliRunner(), tmp_path, "--method", "dp-loda", "--eps", "10", "--preset", "smoke",
+def test_unknown_scope_is_bad_input_with_a_suggestion(tmp_path, shared_cache):
+    result = _run(CliRunner(), tmp_path, shared_cache, "--method", "dp-loda", "--eps", "10", "--preset", "smoke",
                   "--set", "scope=lodaa")
     assert result.exit_code == 2 and "Did you mean 'loda'" in result.output

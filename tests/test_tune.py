@@ -80,11 +80,12 @@ def test_best_is_the_highest_score_and_the_earliest_of_ties():
         TuneResult("m", 10.0, {}, [Trial({}, status="failed", error="boom")]).best()
 
 
-def test_tune_smoke_end_to_end(tmp_path):
+@pytest.mark.slow  # 2 methods x the whole trial budget of real smoke runs
+def test_tune_smoke_end_to_end(tmp_path, shared_cache):
     out = tmp_path / "tune"
     result = CliRunner().invoke(main, ["tune", "--pair", "digits-mnist", "--method", "dp-loda", "--method", "dp-sgd",
                                        "--preset", "smoke", "--eps", "10", "--out", str(out), "--classifier-fits", "2",
-                                       "--cache-dir", str(tmp_path / "cache"), "--json"])
+                                       "--cache-dir", str(shared_cache), "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)[0]
     assert json.loads((out / "tune-digits-mnist-smoke-eps10.json").read_text()) == document
