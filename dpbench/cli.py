@@ -128,7 +128,7 @@ def audit(method, pair, epsilon, delta, seed, preset, overrides, canaries, guess
     gradient canaries (Steinke, Nasr & Jagielski 2023). The audit trains its own model, with the canaries in
     it, and writes a record of kind `audit`; a bound above the claimed ε means the training leaks more than it
     claims. Exit 0 when the bound is at most the claim, 1 when it exceeds it (or the run failed), 2 on bad input."""
-    from dpbench.privacy.audit_report import audit_settings, audit_summary, exceeds_claim
+    from dpbench.run.audit_report import audit_settings, audit_summary, exceeds_claim
     from dpbench.run.progress import make_progress
     from dpbench.run.runner import RunRequest, execute
 

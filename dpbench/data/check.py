@@ -22,12 +22,12 @@ def download_pair(spec: Any, data_root: str | os.PathLike | None) -> None:
 
 
 def splits_and_digest(spec: Any, data_root: str | os.PathLike | None) -> tuple[dict, str]:
-    """The pair's three image splits by name, and the digest of its data."""
-    from dpbench.run.runner import data_digest
+    """The pair's three image splits by name, and the digest of its data (loaded and checked as a run loads it)."""
+    from dpbench.data.digest import data_digest
+    from dpbench.data.loading import image_splits, load_checked
 
-    pair_data = spec.load(data_root)
-    return ({"public": pair_data.public_train.images, "private_train": pair_data.private_train.images,
-             "private_test": pair_data.private_test.images}, data_digest(pair_data))
+    pair_data = load_checked(spec, data_root)
+    return image_splits(pair_data), data_digest(pair_data)
 
 
 def overlap_counts(spec: Any, data_root: str | os.PathLike | None, cache_dir: os.PathLike,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dpbench.api.context import MethodContext
 from dpbench.api.registry import Registry
-from dpbench.run.environment import resolve_device
+from dpbench.devices import resolve_device
 
 
 def export_backbone(registry: Registry, *, pair: str, backbone: str, preset: str, output: Path | None,

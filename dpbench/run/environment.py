@@ -1,4 +1,4 @@
-"""Where a run executes: the torch device it asked for, the software it ran with, and the clock."""
+"""Where a run executes: the software it ran with, the device, and the clock."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,19 +9,8 @@ from pathlib import Path
 import torch
 
 import dpbench
+from dpbench.devices import DeviceUnavailableError, resolve_device  # noqa: F401 - re-exported
 from dpbench.version import API_VERSION
-
-
-class DeviceUnavailableError(ValueError):
-    """The asked-for device does not exist here (bad input: CLI exit 2)."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailableError("--device cuda was asked for, but no CUDA device is available")
-    return torch.device(name)
 
 
 def git_commit() -> str | None:

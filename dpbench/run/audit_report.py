@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 
 from dpbench.privacy.audit import AuditSettings
-from dpbench.run.runner import RunInputError
+from dpbench.run.request import RunInputError
 
 
 class AuditInputError(RunInputError):
