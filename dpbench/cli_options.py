@@ -14,7 +14,7 @@ import click
 
 DATA_ROOT_ENV = "DPBENCH_DATA_ROOT"
 CACHE_ENV = "DPBENCH_CACHE"
-SUBMITIT_CLUSTER_ENV = "DPBENCH_SUBMITIT_CLUSTER"  # `sweep --executor slurm`'s submitit cluster (tests: "debug")
+SUBMITIT_CLUSTER_ENV = "DPBENCH_SUBMITIT_CLUSTER"  # the submitit cluster of `sweep --executor slurm` (default slurm)
 # the presets every method answers for (dpbench.api.types.PRESETS, which imports torch), in --help's order
 PRESET_NAMES = ("default", "smoke", "paper")
 DEVICES = ("auto", "cpu", "cuda")
@@ -43,14 +43,14 @@ preset_option = _option("--preset", default="default", show_default=True, type=c
                         help="Settings preset: smoke (seconds, a check), default (minutes on a CPU) or paper "
                              "(GPU-sized; the papers' schedules).")
 seed_option = _option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
-                      help="Seed of the run's randomness: data order, initialisation, DP noise (with --rng seeded) "
-                           "and sampling.")
+                      help="Seed of the run: data order, initialisation, Poisson sampling and the seeded DP noise.")
 delta_option = _option("--delta", default=1e-5, show_default=True, type=float,
                        help="Target delta, used exactly as given.")
 overrides_option = _option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                            help="Override a method setting (repeatable); VALUE is parsed by the setting's type.")
 out_option = _option("--out", default="runs", show_default=True, type=FOLDER,
                      help="Run root: each run writes its record under OUT/<pair>/<method>/<preset-hash>/eps<E>/seed<S>.")
+
 
 def compose(*decorators: Callable) -> Callable:
     """Several option decorators as one, applied in the order given (the first is the first in --help)."""
