@@ -40,6 +40,7 @@ def smoke_export(registry, tmp_path_factory):
     return root / "weights", summary
 
 
+@pytest.mark.slow  # pre-trains the smoke pixel backbone
 def test_export_writes_weights_with_their_recipe(smoke_export):
     weights, summary = smoke_export
     meta = json.loads((weights / "digits-mnist-pixel-smoke.json").read_text())
@@ -49,33 +50,36 @@ def test_export_writes_weights_with_their_recipe(smoke_export):
     assert summary["seconds"] > 0
 
 
-def test_a_changed_recipe_is_refused(registry, data, smoke_export, tmp_path):
-    weights, _ = smoke_export
-    recipe = backbones.PixelBackbone().recipe(_ctx(registry, data, "smoke", tmp_path))
-    store = ShippedStore(weights)
-    assert store.load("digits-mnist-pixel-smoke", recipe, "hint") is not None
+SHIPPED_PIXEL = "digits-mnist-pixel-default"  # the package's own weights: checked without pre-training anything
+
+
+def test_a_changed_recipe_is_refused(registry, data, tmp_path):
+    recipe = backbones.PixelBackbone().recipe(_ctx(registry, data, "default", tmp_path))
+    store = ShippedStore(backbones.WEIGHTS_DIR)
+    assert store.load(SHIPPED_PIXEL, recipe, "hint") is not None
     for changed in ({**recipe, "recipe_version": recipe["recipe_version"] + 1},
-                    {**recipe, "train": {**recipe["train"], "steps": 31}},
+                    {**recipe, "train": {**recipe["train"], "steps": recipe["train"]["steps"] + 1}},
                     {**recipe, "public_digest": "0" * 16}):
         with pytest.raises(ShippedRecipeError, match="another recipe"):
-            store.load("digits-mnist-pixel-smoke", changed, "hint")
-    assert ShippedStore(weights, rebuild=True).load("digits-mnist-pixel-smoke", recipe, "hint") is None
+            store.load(SHIPPED_PIXEL, changed, "hint")
+    assert ShippedStore(backbones.WEIGHTS_DIR, rebuild=True).load(SHIPPED_PIXEL, recipe, "hint") is None
 
 
-def test_tampered_weights_are_refused(smoke_export, registry, data, tmp_path):
-    weights, _ = smoke_export
+def test_tampered_weights_are_refused(registry, data, tmp_path):
     copy = tmp_path / "w"
     copy.mkdir()
-    for name in ("digits-mnist-pixel-smoke.pt", "digits-mnist-pixel-smoke.json"):
-        (copy / name).write_bytes((weights / name).read_bytes())
-    raw = bytearray((copy / "digits-mnist-pixel-smoke.pt").read_bytes())
+    for name in (f"{SHIPPED_PIXEL}.pt", f"{SHIPPED_PIXEL}.json"):
+        (copy / name).write_bytes((backbones.WEIGHTS_DIR / name).read_bytes())
+    raw = bytearray((copy / f"{SHIPPED_PIXEL}.pt").read_bytes())
     raw[-100] ^= 0xFF
-    (copy / "digits-mnist-pixel-smoke.pt").write_bytes(bytes(raw))
-    recipe = backbones.PixelBackbone().recipe(_ctx(registry, data, "smoke", tmp_path))
+    (copy / f"{SHIPPED_PIXEL}.pt").write_bytes(bytes(raw))
+    recipe = backbones.PixelBackbone().recipe(_ctx(registry, data, "default", tmp_path))
+    assert ShippedStore(backbones.WEIGHTS_DIR).load(SHIPPED_PIXEL, recipe, "hint") is not None  # the untouched file
     with pytest.raises(ShippedRecipeError, match="sha256"):
-        ShippedStore(copy).load("digits-mnist-pixel-smoke", recipe, "hint")
+        ShippedStore(copy).load(SHIPPED_PIXEL, recipe, "hint")
 
 
+@pytest.mark.slow  # pre-trains the smoke pixel backbone, then a whole public-only run
 def test_a_run_uses_shipped_weights_and_trains_nothing(registry, data, smoke_export, tmp_path, monkeypatch):
     weights, _ = smoke_export
     monkeypatch.setattr(backbones, "WEIGHTS_DIR", weights)
@@ -110,6 +114,7 @@ def latent_export(registry, tmp_path_factory):
     return root / "weights", summary
 
 
+@pytest.mark.slow  # pre-trains the smoke latent backbone, then a whole public-only run
 def test_the_latent_backbone_ships_both_parts_with_one_recipe(registry, data, latent_export, tmp_path, monkeypatch):
     weights, summary = latent_export
     names = ("digits-mnist-latent-smoke-autoencoder", "digits-mnist-latent-smoke-unet")
@@ -130,6 +135,7 @@ def test_the_latent_backbone_ships_both_parts_with_one_recipe(registry, data, la
     assert not (tmp_path / "cache" / "pretrain").exists() and not (tmp_path / "cache" / "autoencoder").exists()
 
 
+@pytest.mark.slow  # 100 DDIM samples at the default steps
 def test_the_shipped_backbone_draws_no_noise_like_sample(registry, data, tmp_path):
     """Recognisable digits only: the 0.1 backbone with deterministic DDIM left 30% of its samples noise-like."""
     from tests.noise_check import noise_like_mask
