@@ -6,9 +6,9 @@ For testing what `dpbench data check` and `dpbench run` do at full size without 
     dpbench data check --pair svhn-mnist --data-root /tmp/fake-data
 
 The content is sklearn's 1,797 8x8 digits, upscaled, drawn at small random shifts (up to +-2 px) with a
-per-image contrast and Gaussian noise, in random colours for the RGB sets. Each base digit recurs dozens to
-hundreds of times, so near-duplicates abound (as in the issue that asked for these files), and a classifier has
-something to learn (the label is the digit, or is derived from it). The layout is what the readers in
+per-image contrast and Gaussian noise, in random colours for the RGB sets (CelebA's JPEGs: colours and shifts, no
+added noise). Each base digit recurs dozens to hundreds of times, so near-duplicates abound (as in issue 24, which
+asked for these files), and a classifier has something to learn (the label is the digit, or is derived from it). The layout is what the readers in
 dpbench/data/readers/ expect (dpbench/builtins/real_pair_specs.py lists it):
 
     mnist       MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (.gz and uncompressed)  60,000 / 10,000
@@ -20,7 +20,7 @@ dpbench/data/readers/ expect (dpbench/builtins/real_pair_specs.py lists it):
                 list_eval_partition.txt                                                       202,599 (162,770 /
                                                                                                19,867 / 19,962)
 
-Sizes on disk: mnist ~65 MB, svhn ~306 MB, cifar10 ~185 MB, imagenet32 ~3.9 GB, celeba ~1.5 GB. The MD5s differ
+Sizes on disk: mnist 89 MB, svhn 306 MB, cifar10 280 MB, imagenet32 4.1 GB, celeba 825 MB. The MD5s differ
 from the official releases', which the readers accept with a warning. Nothing this writes is meant to be
 committed.
 """
