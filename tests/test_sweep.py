@@ -144,7 +144,7 @@ def test_a_key_goes_only_to_the_methods_that_have_it():
 
 def test_eps_inf_and_references_expand_the_grid():
     registry = load_registry()
-    grid = dict(methods=["dp-loda", "dp-ldm"], pairs=["digits-mnist"], seeds=[0, 1], overrides={"rank": "8"})
+    grid = dict(methods=["dp-loda", "dp-ldm"], pairs=["digits-mnist"], seeds=[0, 1], overrides={"scope.rank": "8"})
     plain = expand_grid(registry, epsilons=[1.0, math.inf], references=False, **grid)
     assert len(plain) == 2 * 2 * 2 and {c.epsilon for c in plain} == {1.0, math.inf}
 
@@ -153,7 +153,7 @@ def test_eps_inf_and_references_expand_the_grid():
     assert len(with_references) == len(set(with_references)) == 2 * 2 * 2 + 2
     references = [c for c in with_references if c.method == "public-only"]
     assert [(c.epsilon, c.seed) for c in references] == [(0.0, 0), (0.0, 1)]
-    assert references[0].overrides == ()  # public-only has no `rank`
+    assert references[0].overrides == ()  # public-only has no `scope.rank`
 
     only_finite = expand_grid(registry, epsilons=[5.0], references=True, **grid)
     assert sorted((c.method, c.epsilon) for c in only_finite if c.seed == 0) == [
