@@ -11,19 +11,20 @@ at least one band (pigeonhole), so only images that share a band bucket are comp
 
 Memory and time are bounded whatever the data: identical hashes are collapsed first (a hash candidate between two
 distinct hashes stands for the product of their image counts, so `hash_candidates` is counted without listing
-image pairs); the index's bucket pairs are streamed in numpy chunks of at most `PAIR_CHUNK`, each pair counted in
-the first band it agrees on; at most `MAX_HASH_PAIRS` bucket pairs are examined and at most `MAX_VERIFIED`
+image pairs); the index's bucket pairs are streamed in numpy chunks of about `PAIR_CHUNK` (at most twice that),
+each pair counted in the first band it agrees on; at most `MAX_HASH_PAIRS` bucket pairs are examined and at most `MAX_VERIFIED`
 candidate image pairs are verified per comparison, and only `MAX_EXAMPLES` examples are kept. Where a cap is
-reached the comparison says so (`capped`, `hash_candidates_capped`) and its counts are lower bounds. Data full of
-near-duplicates (tiled digits with small shifts: hundreds of millions of candidates) once took a 24 GB machine
-down here; it now finishes in seconds.
+reached the comparison says so (`capped`, `hash_candidates_capped`) and its counts are lower bounds. Full-size
+svhn-mnist files of tiled, shifted digits (6.6 million candidates, 4.7 million inside MNIST train) once took a
+24 GB machine down here, listing and gathering every candidate at once; the whole `data check` now takes about
+30 s and 2.8 GB there, most of both in loading (benchmarks/RESULTS.md, issue 24).
 """
 from __future__ import annotations
 
 import logging
 import math
-from typing import Iterator
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
