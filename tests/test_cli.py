@@ -28,15 +28,15 @@ LODA = ["--method", "dp-loda", "--pair", "digits-mnist"]
     ([*LODA, "--eps", "nan"], "epsilon must be > 0"),
     ([*LODA, "--eps", "1", "--delta", "0"], "delta must be in (0, 1)"),
     ([*LODA, "--eps", "1", "--delta", "1"], "delta must be in (0, 1)"),
-    ([*LODA, "--eps", "1", "--set", "rnk=8"], "setting 'rnk': unknown key"),
+    ([*LODA, "--eps", "1", "--set", "rnk=8"], "setting 'rnk': unknown key; did you mean 'scope.rank'?"),
     ([*LODA, "--eps", "1", "--set", "rank"], "is not KEY=VALUE"),
     ([*LODA, "--eps", "1", "--preset", "huge"], "'huge' is not one of"),
     # --set values are parsed by the setting's declared type and checked against its constraints
-    ([*LODA, "--eps", "1", "--set", "rank=abc"], "setting 'rank': expected int, got 'abc'"),
-    ([*LODA, "--eps", "1", "--set", "rank=2.5"], "setting 'rank': expected int, got '2.5'"),
+    ([*LODA, "--eps", "1", "--set", "scope.rank=abc"], "setting 'scope.rank': expected int, got 'abc'"),
+    ([*LODA, "--eps", "1", "--set", "scope.rank=2.5"], "setting 'scope.rank': expected int, got '2.5'"),
     ([*LODA, "--eps", "1", "--set", "lr=fast"], "setting 'lr': expected float, got 'fast'"),
     ([*LODA, "--eps", "1", "--set", "epochs=many"], "setting 'epochs': expected float or null, got 'many'"),
-    ([*LODA, "--eps", "1", "--set", "rank=0"], "setting 'rank': must be >= 1, got 0"),
+    ([*LODA, "--eps", "1", "--set", "scope.rank=0"], "setting 'scope.rank': must be >= 1, got 0"),
     ([*LODA, "--eps", "1", "--set", "accountant=gdp"], "setting 'accountant': expected one of ['rdp', 'prv']"),
     ([*LODA, "--eps", "1", "--set", "scope=everything"], "unknown scope 'everything'"),
     ([*LODA, "--eps", "1", "--set", "backbone=voxel"], "unknown backbone 'voxel'"),
@@ -49,11 +49,13 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
 
 
 def test_a_bad_setting_names_the_valid_keys(tmp_path):
-    result = _run([*LODA, "--eps", "1", "--set", "rank=abc"], tmp_path)
+    result = _run([*LODA, "--eps", "1", "--set", "steps=abc"], tmp_path)
     assert result.exit_code == 2
     valid = result.output.split("Valid keys:")[1]
-    for key in ("rank", "steps", "batch_size", "noise_multiplicity", "scope", "backbone"):
+    for key in ("scope.rank", "scope.slope", "steps", "batch_size", "noise_multiplicity", "scope", "backbone"):
         assert key in valid
+    nested = _run([*LODA, "--eps", "1", "--set", "scope.rank=abc"], tmp_path)  # a scope's key: the scope's keys
+    assert nested.exit_code == 2 and "Valid keys: scope.rank, scope.slope" in " ".join(nested.output.split())
     assert not (tmp_path / "runs").exists()
 
 
@@ -63,7 +65,8 @@ def test_list_json_and_help_examples():
     loda = next(m for m in methods if m["name"] == "dp-loda")
     assert loda["produces"] == "generator"
     settings = {s["name"]: s for s in loda["settings"]}  # every setting with its type, default and help
-    assert settings["rank"]["type"] == "int" and settings["rank"]["default"] == 4 and settings["rank"]["minimum"] == 1
+    rank = settings["scope.rank"]  # the scope's own knob, as `--set scope.rank=N` sets it
+    assert rank["type"] == "int" and rank["default"] == 4 and rank["minimum"] == 1
     assert settings["scope"]["default"] == "loda" and settings["epochs"]["type"] == "float or null"
     assert all(s["help"] for s in settings.values())
     pairs = json.loads(runner.invoke(main, ["list", "pairs", "--json"]).stdout)

@@ -111,7 +111,7 @@ def _nothing_written(tmp_path) -> bool:
     ("--eps", "nan"), ("--eps", "-1"), ("--eps", "-inf"), ("--delta", "nan"), ("--delta", "-1e-5"),
     ("--delta", "2"), ("--delta", "0"), ("--seed", "-5"), ("--seed", "1e3"), ("--set", "lr=nan"),
     ("--set", "lr=1e400"), ("--set", "lr=-1"), ("--set", "steps=-3"), ("--set", "steps=1e99"),
-    ("--set", "batch_size=0"), ("--set", "rank=nan"), ("--set", "nosuchkey=1"), ("--checkpoint-every", "0"),
+    ("--set", "batch_size=0"), ("--set", "scope.rank=nan"), ("--set", "nosuchkey=1"), ("--checkpoint-every", "0"),
     ("--rng", "urandom")]))
 def test_hostile_cli_flags_exit_2_naming_the_input(tmp_path, shared_cache, flag):
     option, value = flag
