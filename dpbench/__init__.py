@@ -10,7 +10,7 @@ import importlib
 
 import pluggy
 
-from dpbench.version import API_VERSION, RemovedInAPI1Error, removed
+from dpbench.version import API_VERSION
 
 hookimpl = pluggy.HookimplMarker("dpbench")
 
@@ -25,13 +25,10 @@ _LAZY = {
 }
 
 __all__ = [
-    "__version__", "API_VERSION", "RemovedInAPI1Error", "hookimpl", "Method", "MethodResult", "MethodContext", "PrivateSplit", "DPSettings",
+    "__version__", "API_VERSION", "hookimpl", "Method", "MethodResult", "MethodContext", "PrivateSplit", "DPSettings",
     "setting", "SettingError", "Generator", "Classifier", "Evaluator", "EvalContext", "Metric", "Scope", "Backbone",
     "BackboneBuilder", "PublishedResult", "PairSpec", "PairData", "ImageSet", "FileStatus",
 ]
-
-_REMOVED = {"RunContext": "MethodContext", "PrivacyLedger": None}
-
 
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -47,8 +44,6 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_LAZY[name]), name)
     elif name == "__version__":
         value = _version()
-    elif name in _REMOVED:
-        raise removed("dpbench", name, f"dpbench.{_REMOVED[name]}" if _REMOVED[name] else None)
     else:
         raise AttributeError(f"module 'dpbench' has no attribute '{name}'")
     globals()[name] = value  # the next lookup does not come here

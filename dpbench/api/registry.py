@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from dpbench.version import API_VERSION, MIGRATION_HINT  # noqa: F401 - re-exported
+from dpbench.version import API_VERSION, MIGRATION_HINT, plugin_import_error  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:  # the API types import torch: loaded only when plugins are (`dpbench --help` loads neither)
     from dpbench.api.types import BackboneBuilder, Evaluator, Method, PublishedResult, Scope
@@ -180,7 +180,7 @@ def load_registry(extra_modules: list[Any] | None = None) -> Registry:
         try:
             module = ep.load()
         except Exception as exc:
-            plugin.error = f"{type(exc).__name__}: {exc}"
+            plugin.error = plugin_import_error(exc)
             continue
         _register_from(registry, pm, module, plugin)
     if pinned is not None:
