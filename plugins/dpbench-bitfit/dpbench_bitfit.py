@@ -2,6 +2,9 @@
 
 Ben Zaken, Ravfogel and Goldberg 2022, "BitFit: Simple Parameter-efficient Fine-tuning for Transformer-based
 Masked Language-models" (ACL). Any method whose settings have a `scope` key can use it: `--set scope=bitfit`.
+
+It has no settings of its own and declares no per-example implementation ("auto"): the DP engine takes ghost
+clipping, whose supports() check passes for bias-only training, and records it in the run's ledger.
 """
 import dpbench
 
