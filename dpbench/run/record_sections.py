@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from dpbench.api.settings import as_dict
+from dpbench.privacy.independent_accountant import check_agreement
 from dpbench.privacy.randomness import RECORD_LABEL
 from dpbench.run.environment import now, software_env
 from dpbench.run.prepare import PreparedRun
@@ -30,9 +31,12 @@ def started_record(run: PreparedRun, origin, world_size: int, device: torch.devi
 
 
 def privacy_section(run: PreparedRun, ledger, epsilon: float, books) -> dict:
-    """The privacy section once training is done: ε recomputed from the books' ledger, and how it was spent."""
+    """The privacy section once training is done: ε recomputed from the books' ledger (Opacus's, and dp-accounting's
+    beside it: AccountantDisagreementError when they are more than 1% apart), and how it was spent."""
     request = run.request
-    return {"epsilon_target": request.epsilon, "epsilon": epsilon, "delta": request.delta,
+    epsilon_dp_accounting = check_agreement(ledger, epsilon)
+    return {"epsilon_target": request.epsilon, "epsilon": epsilon, "epsilon_dp_accounting": epsilon_dp_accounting,
+            "delta": request.delta,
             "large_delta": run.large_delta, "rng": RECORD_LABEL[request.rng],
             "resumed_from_steps": [t.resumed_from_step for t in books.trainers] if books else [],
             "private": ledger.is_private and ledger.steps > 0,
