@@ -14,6 +14,7 @@ from dpbench.privacy.independent_accountant import (AGREEMENT_TOLERANCE, Account
                                                     check_agreement, ledger_epsilon, relative_difference)
 from dpbench.privacy.ledger import PrivacyLedger, PrivacyStage
 from dpbench.report.recheck import partition, privacy_problem
+from tests.test_records import _run, _the_record, faulty  # noqa: F401 - faulty is a fixture
 
 RECORDS = sorted((Path(__file__).resolve().parents[1] / "leaderboard" / "records").rglob("record.json"))
 DELTA = 1e-5
@@ -95,3 +96,20 @@ def test_both_accountants_agree_on_every_committed_record(path):
 
 def test_there_are_committed_records():
     assert len(RECORDS) >= 20
+
+
+def test_a_run_records_both_accountants_and_fails_when_they_disagree(faulty, tmp_path, shared_cache, monkeypatch):
+    result = _run(tmp_path / "honest", shared_cache)
+    assert result.exit_code == 0, result.output
+    _, record = _the_record(tmp_path / "honest")
+    privacy = record["privacy"]
+    ledger = PrivacyLedger.from_dict(privacy)
+    assert privacy["epsilon_dp_accounting"] == pytest.approx(ledger_epsilon(ledger))
+    assert relative_difference(privacy["epsilon"], privacy["epsilon_dp_accounting"]) <= AGREEMENT_TOLERANCE
+
+    monkeypatch.setattr(independent_accountant, "ledger_epsilon", lambda ledger: 2 * privacy["epsilon"])
+    result = _run(tmp_path / "disagreeing", shared_cache)
+    assert result.exit_code == 1 and "the accountants disagree" in result.output
+    _, record = _the_record(tmp_path / "disagreeing")
+    assert record["status"] == "failed" and record["error"]["type"] == "AccountantDisagreementError"
+    assert "epsilon" not in record["privacy"] and "epsilon_dp_accounting" not in record["privacy"]
