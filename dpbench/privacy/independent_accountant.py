@@ -60,7 +60,10 @@ class AccountantDisagreementError(PrivacyBudgetError):
         against = " against Opacus's estimate (its ε less eps_error)" if accountant == "prv" else ""
         super().__init__(f"the accountants disagree on the '{accountant}' ledger: Opacus gives ε = "
                          f"{opacus_epsilon:.6g}, dp-accounting gives ε = {independent_epsilon:.6g} (relative "
-                         f"difference {difference:.3%}{against}, more than the {AGREEMENT_TOLERANCE:.0%} allowed)")
+                         f"difference {difference:.3%}{against}, more than the {AGREEMENT_TOLERANCE:.0%} allowed)"
+                         + ("; above ε ≈ 15 dp-accounting's RDP bound at fractional orders is looser than Opacus's "
+                            "exact one: run with --set accountant=prv, whose two accountants agree there"
+                            if accountant == "rdp" and independent_epsilon > opacus_epsilon else ""))
 
 
 def _event(history: History) -> dp_accounting.DpEvent:
