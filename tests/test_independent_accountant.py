@@ -18,9 +18,9 @@ from tests.test_records import _run, _the_record, faulty  # noqa: F401 - faulty 
 
 RECORDS = sorted((Path(__file__).resolve().parents[1] / "leaderboard" / "records").rglob("record.json"))
 DELTA = 1e-5
-# Beyond ε ~ 15 dp-accounting 0.6.0's loose RDP of fractional orders (a sum of |binomial| terms) puts its ε more than
+# Beyond ε ~ 12 dp-accounting 0.6.0's loose RDP of fractional orders (a sum of |binomial| terms) puts its ε more than
 # 1% above Opacus's exact one; every ε the benchmark targets lies below.
-AGREEING_EPSILON = 15.0
+AGREEING_EPSILON = 10.0
 
 stage_entries = st.tuples(st.floats(0.5, 5.0), st.floats(1e-3, 0.2), st.integers(1, 2000))
 
