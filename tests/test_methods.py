@@ -130,10 +130,9 @@ def test_set_overrides_are_validated_and_recorded(tmp_path, shared_cache):
     assert record["method"]["settings"]["backbone"] == "latent"
     assert record["method"]["settings"]["noise_multiplicity"] == 2  # parsed by the setting's type
     assert record["method"]["overrides"] == {"backbone": "latent", "noise_multiplicity": "2"}  # as given
-    # the hashed settings are the recorded ones, less the late settings at their defaults (see the tests below)
+    # the hashed settings are exactly the recorded ones, defaults included (config version 2: no special cases)
     assert record["method"]["settings"]["physical_batch_size"] == 64 and record["method"]["settings"]["min_timestep"] == 0
-    assert record["config"]["settings"] == {k: v for k, v in record["method"]["settings"].items()
-                                            if k not in ("physical_batch_size", "min_timestep")}
+    assert record["config"]["settings"] == record["method"]["settings"]
     assert [s["noise_multiplicity"] for s in record["privacy"]["stages"]] == [2]
 
 
@@ -156,7 +155,7 @@ def test_physical_batch_size_reaches_the_engine_and_the_hash_only_off_its_defaul
     assert default.exit_code == 0 and small.exit_code == 0, default.output + small.output
     assert seen == [64, 8]
     default, small = json.loads(default.stdout), json.loads(small.stdout)
-    assert "physical_batch_size" not in default["config"]["settings"]  # at its default, earlier hashes stand
+    assert default["config"]["settings"]["physical_batch_size"] == 64  # hashed at every value, its default too
     assert small["config"]["settings"]["physical_batch_size"] == 8 and small["config_hash"] != default["config_hash"]
 
 
@@ -186,7 +185,7 @@ def test_min_timestep_reaches_the_batch_maker_and_the_hash_only_off_its_default(
     default, window = json.loads(default.stdout), json.loads(window.stdout)
     assert min(drawn[:from_default]) < 900 and len(drawn) > from_default and min(drawn[from_default:]) >= 900
     assert window["method"]["settings"]["min_timestep"] == 900
-    assert "min_timestep" not in default["config"]["settings"]  # at its default, earlier hashes stand
+    assert default["config"]["settings"]["min_timestep"] == 0  # hashed at every value, its default too
     assert window["config"]["settings"]["min_timestep"] == 900 and window["config_hash"] != default["config_hash"]
 
 

@@ -30,10 +30,16 @@ from contextlib import contextmanager
 from typing import Sequence
 
 import dp_accounting
+from absl import logging as absl_logging
 from dp_accounting.pld import PLDAccountant
 from dp_accounting.rdp import RdpAccountant
 from dp_accounting.rdp.rdp_privacy_accountant import DEFAULT_RDP_ORDERS
 from opacus.accountants import RDPAccountant
+
+# Importing dp-accounting imports absl, whose logging puts a handler on the root logger bound to the sys.stderr of
+# that moment; a process whose stderr is later swapped and closed (pytest's capture, a worker) then dies at exit with
+# "lost sys.stderr". dpbench's logging is its own: take absl's handler off the root logger.
+logging.root.removeHandler(absl_logging.get_absl_handler())
 
 from dpbench.privacy.accountant import PrivacyBudgetError
 from dpbench.privacy.ledger import PrivacyLedger
