@@ -24,22 +24,13 @@ example's gradient before clipping. A run that is not private (target ε = ∞) 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from contextlib import contextmanager
 from typing import Sequence
 
-import dp_accounting
-from absl import logging as absl_logging
-from dp_accounting.pld import PLDAccountant
-from dp_accounting.rdp import RdpAccountant
-from dp_accounting.rdp.rdp_privacy_accountant import DEFAULT_RDP_ORDERS
 from opacus.accountants import RDPAccountant
-
-# Importing dp-accounting imports absl, whose logging puts a handler on the root logger bound to the sys.stderr of
-# that moment; a process whose stderr is later swapped and closed (pytest's capture, a worker) then dies at exit with
-# "lost sys.stderr". dpbench's logging is its own: take absl's handler off the root logger.
-logging.root.removeHandler(absl_logging.get_absl_handler())
 
 from dpbench.privacy.accountant import PrivacyBudgetError
 from dpbench.privacy.ledger import PrivacyLedger
@@ -51,8 +42,12 @@ PLD_DISCRETIZATION = 3e-4
 
 # Only Opacus's grid of orders is shared (so that both search the same orders), none of its arithmetic.
 OPACUS_DEFAULT_ALPHAS = tuple(RDPAccountant.DEFAULT_ALPHAS)
-RDP_ORDERS = tuple(sorted(set(OPACUS_DEFAULT_ALPHAS)
-                          | {float(a) for a in DEFAULT_RDP_ORDERS if a <= max(OPACUS_DEFAULT_ALPHAS)}))
+@functools.lru_cache(maxsize=1)
+def rdp_orders() -> tuple[float, ...]:
+    from dp_accounting.rdp.rdp_privacy_accountant import DEFAULT_RDP_ORDERS
+
+    return tuple(sorted(set(OPACUS_DEFAULT_ALPHAS)
+                        | {float(a) for a in DEFAULT_RDP_ORDERS if a <= max(OPACUS_DEFAULT_ALPHAS)}))
 
 History = Sequence[tuple[float, float, int]]
 
@@ -72,7 +67,9 @@ class AccountantDisagreementError(PrivacyBudgetError):
                             if accountant == "rdp" and independent_epsilon > opacus_epsilon else ""))
 
 
-def _event(history: History) -> dp_accounting.DpEvent:
+def _event(history: History):
+    import dp_accounting
+
     return dp_accounting.ComposedDpEvent([
         dp_accounting.SelfComposedDpEvent(
             dp_accounting.PoissonSampledDpEvent(float(q), dp_accounting.GaussianDpEvent(float(sigma))), int(steps))
@@ -89,7 +86,11 @@ def epsilon_of_history(history: History, delta: float, accountant: str) -> float
         return 0.0
     if any(sigma <= 0 for sigma, _, _ in history):
         return math.inf
-    acc = RdpAccountant(orders=RDP_ORDERS) if accountant == "rdp" else \
+    # dp-accounting (and the absl it imports) loads only when a ledger is checked
+    from dp_accounting.pld import PLDAccountant
+    from dp_accounting.rdp import RdpAccountant
+
+    acc = RdpAccountant(orders=rdp_orders()) if accountant == "rdp" else \
         PLDAccountant(value_discretization_interval=PLD_DISCRETIZATION)
     with _quiet_absl():
         acc.compose(_event(history))
