@@ -67,8 +67,21 @@ class AccountantDisagreementError(PrivacyBudgetError):
                             if accountant == "rdp" and independent_epsilon > opacus_epsilon else ""))
 
 
-def _event(history: History):
+def _load_dp_accounting():
+    """dp-accounting, imported on first use. It imports absl, whose logging handler keeps the sys.stderr of the
+    moment it was made; where that stream is later swapped and closed (pytest's capture, click's CliRunner) the
+    process dies at its next log line ("lost sys.stderr"). The handler is pointed at the process's own stderr."""
+    import sys
+
     import dp_accounting
+    from absl import logging as absl_logging
+
+    absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+    return dp_accounting
+
+
+def _event(history: History):
+    dp_accounting = _load_dp_accounting()
 
     return dp_accounting.ComposedDpEvent([
         dp_accounting.SelfComposedDpEvent(
@@ -87,6 +100,7 @@ def epsilon_of_history(history: History, delta: float, accountant: str) -> float
     if any(sigma <= 0 for sigma, _, _ in history):
         return math.inf
     # dp-accounting (and the absl it imports) loads only when a ledger is checked
+    _load_dp_accounting()
     from dp_accounting.pld import PLDAccountant
     from dp_accounting.rdp import RdpAccountant
 
