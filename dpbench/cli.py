@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from dpbench.cli_options import (
-    FOLDER, LIST_HELP, SUBMITIT_CLUSTER_ENV, cache_dir_option, comma_text, data_root_option, delta_option,
-    device_option, echo_json, evaluator_option, executor_options, exit_codes, fail, json_option, list_option,
+    LIST_HELP, SUBMITIT_CLUSTER_ENV, cache_dir_option, comma_text, data_root_option, delta_option, device_option,
+    echo_json, evaluator_option, executor_options, exit_codes, fail, json_option, leaderboard_options, list_option,
     examples, load_plugins, out_folder, out_option, out_with_old_name, parse_overrides, preset_option,
     print_method_sheet, print_rich, run_options, seed_option, single_run_options, table,
 )
@@ -326,20 +326,16 @@ def tune(as_json, **options):
 
 
 @main.command(epilog=examples("leaderboard"))
-@click.option("--runs", "runs", multiple=True, default=["runs"], show_default=True, type=FOLDER,
-              help="A run root to collect from (repeatable: the roots are merged, each run counted once).")
-@out_with_old_name("leaderboard", "Folder the leaderboard is written to: records/, plots/ and LEADERBOARD.*.")
-@click.option("--format", "fmt", default="md", show_default=True, type=click.Choice(["md", "html", "csv"]),
-              help="LEADERBOARD.md with its plots, one self-contained LEADERBOARD.html, or LEADERBOARD.csv.")
-def leaderboard(runs, out, output, fmt):
+@leaderboard_options()
+def leaderboard(runs, out, output, compare_to, fmt):
     """Merge the completed records under every RUNS root into OUT/records/ (record.json and samples.png, never
-    the synthetic sets; a run found under several roots counts once), then rebuild the leaderboard from
-    OUT/records/ alone: each record's ε recomputed, per pair a privacy-utility plot and a cost plot in
-    OUT/plots/, and a table per ε of mean ± 95% CI over seeds. `dpbench tune`'s proxy trials are left out."""
+    the synthetic sets; a run counts once, and never replaces another run's record there), then rebuild the
+    leaderboard from OUT/records/ and the COMPARE_TO folders: each record's ε recomputed, per pair a
+    privacy-utility plot and a cost plot in OUT/plots/, and a table per ε of mean ± 95% CI over seeds."""
     from dpbench.report.leaderboard import build_leaderboard
 
-    path = build_leaderboard(list(runs), out_folder(out, output),
-                             list(load_plugins().published.values()), fmt)
+    path = build_leaderboard(list(runs), out_folder(out, output), list(load_plugins().published.values()), fmt,
+                             compare_to=list(compare_to))
     click.echo(f"wrote {path}")
 
 

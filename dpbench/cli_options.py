@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import click
 
-DATA_ROOT_ENV = "DPBENCH_DATA_ROOT"
-CACHE_ENV = "DPBENCH_CACHE"
+from dpbench.storage import CACHE_ENV, DATA_ROOT_ENV, default_cache_dir, default_leaderboard_dir
+
 SUBMITIT_CLUSTER_ENV = "DPBENCH_SUBMITIT_CLUSTER"  # the submitit cluster of `sweep --executor slurm` (default slurm)
 # the presets every method answers for (dpbench.api.types.PRESETS, which imports torch), in --help's order
 PRESET_NAMES = ("default", "smoke", "paper")
@@ -31,11 +31,12 @@ def _option(*names: str, **kwargs: Any) -> Callable:
     return decorator
 
 
-cache_dir_option = _option("--cache-dir", default=".dpbench-cache", envvar=CACHE_ENV, show_envvar=True,
-                           show_default=True, type=FOLDER,
+# a callable default, resolved when the command runs, so $XDG_CACHE_HOME and $DPBENCH_CACHE set then are honoured
+cache_dir_option = _option("--cache-dir", default=default_cache_dir, envvar=CACHE_ENV, show_envvar=True,
+                           show_default="the user's cache folder, ~/.cache/dpbench on Linux", type=FOLDER,
                            help="Pre-training, Inception weights and FID statistics cache.")
 data_root_option = _option("--data-root", default=None, envvar=DATA_ROOT_ENV, show_envvar=True,
-                           help="Folder with the real datasets' files.")
+                           help="Folder with the real datasets' files [default: data/ in the user's cache folder].")
 json_option = _option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 device_option = _option("--device", default="auto", show_default=True, type=click.Choice(DEVICES),
                         help="Torch device: auto (a GPU when there is one), cpu or cuda (exit 2 when none).")
@@ -110,6 +111,24 @@ def out_with_old_name(default: str | None, help: str) -> Callable:
     """--out, and the --output of earlier releases (hidden) for pretrain and leaderboard; `out_folder` picks."""
     return compose(out_option(default=default, show_default=default is not None, help=help),
                    click.option("--output", default=None, hidden=True, type=FOLDER, help="Old name of --out."))
+
+
+def leaderboard_options() -> Callable:
+    """Where `dpbench leaderboard` reads and writes: never the committed leaderboard/ unless --out names it."""
+    return compose(
+        click.option("--runs", "runs", multiple=True, default=["runs"], show_default=True, type=FOLDER,
+                     help="A run root to collect from (repeatable: the roots are merged, each run counted once)."),
+        out_option(default=default_leaderboard_dir, show_default="leaderboard/ in the user's data folder, "
+                   "~/.local/share/dpbench/leaderboard on Linux; the committed folder only as --out leaderboard",
+                   help="Folder the leaderboard is written to: records/, plots/ and LEADERBOARD.*."),
+        click.option("--output", default=None, hidden=True, type=FOLDER, help="Old name of --out."),
+        click.option("--compare-to", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="A records folder (e.g. leaderboard/records) whose runs are shown beside yours as rows of "
+                          "their own, read in place and never written (repeatable)."),
+        click.option("--format", "fmt", default="md", show_default=True,
+                     type=click.Choice(["md", "html", "csv", "sqlite"]),
+                     help="LEADERBOARD.md with its plots, one self-contained LEADERBOARD.html, LEADERBOARD.csv, or "
+                          "leaderboard.sqlite (every record as rows; schema in docs/record.md)."))
 
 
 def out_folder(out: Path | None, output: Path | None) -> Path | None:

@@ -1,4 +1,5 @@
-"""The ground floor: the one atomic writer and the one cache-key helper every stage uses.
+"""The ground floor: the one atomic writer, the one cache-key helper, and where the user's cache, data and
+leaderboard live by default.
 
 Nothing here imports another dpbench module, so records, caches and evaluators can all depend on it
 without imports running back up a floor.
@@ -15,11 +16,35 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import platformdirs
 from filelock import FileLock
 
-
+APP_NAME = "dpbench"
+CACHE_ENV = "DPBENCH_CACHE"  # overrides the default cache folder, as --cache-dir does
+DATA_ROOT_ENV = "DPBENCH_DATA_ROOT"
 CACHE_FILE_MODE = 0o600  # cache entries are private to the user: some are pickles, and all describe the data
 CACHE_DIR_MODE = 0o700
+
+
+def default_cache_dir() -> Path:
+    """$DPBENCH_CACHE, else the user's cache folder (platformdirs: ~/.cache/dpbench on Linux, or
+    $XDG_CACHE_HOME/dpbench; ~/Library/Caches/dpbench on macOS), absolute, so runs started from any working folder
+    share one cache (one Inception derivation, one set of reference statistics)."""
+    configured = os.environ.get(CACHE_ENV)
+    return Path(configured).expanduser().absolute() if configured else Path(platformdirs.user_cache_dir(APP_NAME))
+
+
+def default_data_root() -> Path:
+    """$DPBENCH_DATA_ROOT, else `data/` in the user's cache folder (~/.cache/dpbench/data on Linux). It does not
+    follow $DPBENCH_CACHE or --cache-dir: the datasets are the user's files, the cache is dpbench's."""
+    configured = os.environ.get(DATA_ROOT_ENV)
+    return Path(configured).expanduser() if configured else Path(platformdirs.user_cache_dir(APP_NAME)) / "data"
+
+
+def default_leaderboard_dir() -> Path:
+    """Where `dpbench leaderboard` writes without --out: `leaderboard/` in the user's data folder
+    (~/.local/share/dpbench/leaderboard on Linux), never a folder of the repository."""
+    return Path(platformdirs.user_data_dir(APP_NAME)) / "leaderboard"
 
 
 def private_dir(path: Path) -> Path:

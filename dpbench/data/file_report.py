@@ -5,14 +5,12 @@ import os
 from pathlib import Path
 
 from dpbench.data.types import FileStatus
-
-ENV_VAR = "DPBENCH_DATA_ROOT"
-DEFAULT_ROOT = Path.home() / ".cache" / "dpbench" / "data"
+from dpbench.storage import DATA_ROOT_ENV as ENV_VAR, default_data_root
 
 
 def resolve_data_root(data_root: str | os.PathLike | None) -> Path:
-    """--data-root if given, else $DPBENCH_DATA_ROOT, else ~/.cache/dpbench/data."""
-    return Path(data_root or os.environ.get(ENV_VAR) or DEFAULT_ROOT).expanduser()
+    """--data-root if given, else $DPBENCH_DATA_ROOT, else data/ in the user's cache folder (~/.cache/dpbench/data)."""
+    return Path(data_root).expanduser() if data_root else default_data_root()
 
 
 def format_report(pair: str, root: Path, statuses: list[FileStatus], hints: list[str]) -> str:

@@ -18,7 +18,7 @@ from dpbench.run.records import SAMPLES_NAME, decode_number, epsilon_label, read
 from dpbench.storage import atomic_write_bytes
 
 RECORDS_DIR = "records"  # under the leaderboard folder: the committed records it is rendered from
-FORMATS = {"md": "LEADERBOARD.md", "html": "LEADERBOARD.html", "csv": "LEADERBOARD.csv"}
+FORMATS = {"md": "LEADERBOARD.md", "html": "LEADERBOARD.html", "csv": "LEADERBOARD.csv", "sqlite": "leaderboard.sqlite"}
 COST_COLUMNS = [("trainable_parameters", "trainable params"), ("trainable_fraction", "trainable %"),
                 ("wall_finetune", "DP fine-tune s"), ("wall_total", "run wall s"), ("peak_memory_mb", "peak MB")]
 
@@ -233,11 +233,28 @@ def copy_sample_grids(records: list[dict], output: Path) -> dict[tuple, str]:
     return links
 
 
+def compared_records(folders: list[Path], records_dir: Path) -> list[dict]:
+    """The records of each --compare-to folder, read in place (never written). Each method is renamed
+    `<method>@<folder>` (e.g. dp-loda@leaderboard-records), so that every table, plot and ranking shows it as a
+    row of its own, never merged with or replacing one of OUTPUT's own runs. The output's records folder is not
+    compared with itself."""
+    records = []
+    for folder in folders:
+        if Path(folder).resolve() == Path(records_dir).resolve():
+            continue
+        tag = "-".join(Path(folder).resolve().parts[-2:])
+        records += [{**record, "_source": str(folder), "_method": record["method"]["name"],
+                     "method": {**record["method"], "name": f"{record['method']['name']}@{tag}"}}
+                    for record in read_records(folder)]
+    return records
+
+
 def build_leaderboard(runs: Path | list[Path] | None, output: Path, published: list[PublishedResult] = (),
-                      fmt: str = "md") -> Path:
+                      fmt: str = "md", compare_to: list[Path] = ()) -> Path:
     """Merge the completed records of the RUNS roots into OUTPUT/records (when given), then render the leaderboard
-    from OUTPUT/records alone (the committed records are its single source): sample grids to OUTPUT/samples,
-    plots to OUTPUT/plots, and OUTPUT/LEADERBOARD.<fmt>."""
+    from OUTPUT/records (the committed records are its single source) and the COMPARE_TO folders' records, which
+    are read in place as rows of their own: sample grids to OUTPUT/samples, plots to OUTPUT/plots, and
+    OUTPUT/LEADERBOARD.<fmt> (or OUTPUT/leaderboard.sqlite: every record as rows, docs/record.md)."""
     from dpbench.report.plots import write_plots
 
     if fmt not in FORMATS:
@@ -246,9 +263,14 @@ def build_leaderboard(runs: Path | list[Path] | None, output: Path, published: l
     records_dir = output / RECORDS_DIR
     if runs is not None:
         collect_records(runs, records_dir)
-    records = read_records(records_dir) if records_dir.exists() else []
-    links = copy_sample_grids(records, output)
+    records = (read_records(records_dir) if records_dir.exists() else []) + compared_records(compare_to, records_dir)
     path = output / FORMATS[fmt]
+    if fmt == "sqlite":
+        from dpbench.report.sqlite_export import write_sqlite
+
+        write_sqlite(records, path)
+        return path
+    links = copy_sample_grids(records, output)
     if fmt == "csv":
         from dpbench.report.csv_export import leaderboard_csv
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from dpbench.api.types import Method
 from dpbench.privacy.audit import AuditSettings
 from dpbench.privacy.randomness import RNG_KINDS
+from dpbench.storage import default_cache_dir
 
 
 class RunInputError(ValueError):
@@ -32,7 +33,7 @@ class RunRequest:
     preset: str = "default"
     out: Path = Path("runs")
     device: str = "auto"
-    cache_dir: Path = Path(".dpbench-cache")
+    cache_dir: Path = field(default_factory=default_cache_dir)
     data_root: str | None = None
     evaluators: list[str] | None = None  # None: every registered evaluator that applies
     overrides: dict = field(default_factory=dict)  # setting -> text (parsed by type) or typed value

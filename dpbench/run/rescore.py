@@ -15,10 +15,11 @@ from dpbench.run.request import RunInputError
 from dpbench.run.scoring import evaluate_all
 from dpbench.run.synthetic import load_synthetic
 from dpbench.seeds import stream_seed
+from dpbench.storage import default_cache_dir
 
 
 def rescore(registry: Registry, run_dir: Path, progress, *, evaluators: list[str] | None = None,
-            data_root: str | None = None, device: str = "auto", cache_dir: Path = Path(".dpbench-cache")) -> dict:
+            data_root: str | None = None, device: str = "auto", cache_dir: Path | None = None) -> dict:
     """Run `evaluators` (default: every registered one that scores generators) on the run's saved synthetic set
     and write the updated record atomically. The pair's data must be the data the run used (same digest)."""
     path = Path(run_dir) / RECORD_NAME
@@ -47,7 +48,7 @@ def rescore(registry: Registry, run_dir: Path, progress, *, evaluators: list[str
     torch_device = resolve_device(device)
     ctx = EvalContext(pair=pair, public_train=data.public_train, private_test=data.private_test, artifact=None,
                       produces="generator", samples=samples, sample_labels=labels, seed=stream_seed(record["seed"], "evaluation"),
-                      device=torch_device, preset=record["preset"], progress=progress, cache_dir=Path(cache_dir),
+                      device=torch_device, preset=record["preset"], progress=progress, cache_dir=Path(cache_dir or default_cache_dir()),
                       private_train=data.private_train)
     seconds: dict[str, float] = {}
     record["metrics"].update(evaluate_all(chosen, ctx, seconds))

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from dpbench.api.registry import Registry
 from dpbench.run.runner import validate_budget
+from dpbench.storage import default_cache_dir
 from dpbench.tune.protocol import tune_method
 from dpbench.tune.proxy import ProxySplit
 from dpbench.tune.report import trials_table, tune_path, write_tuning
@@ -23,7 +24,7 @@ class TuneAll:
     preset: str = "default"
     seed: int = 0
     out: Path = Path("runs/tune")
-    cache_dir: Path = Path(".dpbench-cache")
+    cache_dir: Path = field(default_factory=default_cache_dir)
     device: str = "auto"
     data_root: str | None = None
     classifier_fits: int = 1

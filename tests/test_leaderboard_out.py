@@ -1,0 +1,86 @@
+"""`dpbench leaderboard` leaves the committed leaderboard/ alone: without --out it writes into the user's data
+folder, --compare-to reads committed records in place as rows of their own, and a record in the output's records
+folder is never replaced by another run's."""
+import copy
+import csv
+import hashlib
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dpbench.cli import main
+from dpbench.report.collect import collect_records
+from tests.conftest import REPO
+
+COMMITTED = REPO / "leaderboard"
+IDENTITY = Path("digits-mnist/dp-loda/default-0dc37006c0/eps10/seed0")
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _user_run(root: Path, accuracy: float, started_at: str = "2030-01-01T00:00:00+00:00") -> dict:
+    """A run of the committed record's identity (same pair, method, config, ε and seed) but another start."""
+    record = json.loads((COMMITTED / "records" / IDENTITY / "record.json").read_text())
+    record = copy.deepcopy(record)
+    record["metrics"]["accuracy"]["value"], record["started_at"] = accuracy, started_at
+    (root / IDENTITY).mkdir(parents=True, exist_ok=True)
+    (root / IDENTITY / "record.json").write_text(json.dumps(record))
+    return record
+
+
+@pytest.fixture
+def user(tmp_path, monkeypatch):
+    """A user working in tmp/work with a runs/ folder, whose data folder is tmp/xdg-data."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    return tmp_path
+
+
+def test_no_flags_writes_into_the_user_data_folder_and_not_the_committed_one(user):
+    _user_run(user / "work" / "runs", 0.123)
+    before = _snapshot(COMMITTED)
+    result = CliRunner().invoke(main, ["leaderboard", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    board = user / "xdg-data" / "dpbench" / "leaderboard"
+    assert result.output.strip() == f"wrote {board / 'LEADERBOARD.csv'}"
+    assert (board / "records" / IDENTITY / "record.json").is_file()
+    assert _snapshot(COMMITTED) == before
+
+
+@pytest.mark.slow
+def test_compare_to_adds_the_committed_rows_beside_the_users_read_only(user):
+    _user_run(user / "work" / "runs", 0.123)
+    before = _snapshot(COMMITTED)
+    result = CliRunner().invoke(main, ["leaderboard", "--compare-to", str(COMMITTED / "records"),
+                                       "--out", str(user / "board"), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert _snapshot(COMMITTED) == before
+    assert not (user / "board" / "records" / "leaderboard").exists()  # compared records are not copied
+    rows = {(row["method"], row["epsilon"], row["config_hash"]): row
+            for row in csv.DictReader((user / "board" / "LEADERBOARD.csv").open())}
+    # the user's run (one seed) and the committed cell of the same identity (three seeds), each a row of its own
+    mine, committed = rows[("dp-loda", "10", "0dc37006c0")], rows[("dp-loda@leaderboard-records", "10", "0dc37006c0")]
+    assert (mine["seeds"], float(mine["accuracy_mean"])) == ("1", 0.123)
+    assert committed["seeds"] == "3" and float(committed["accuracy_mean"]) > 0.5
+
+
+def test_a_record_is_never_replaced_by_another_runs_but_the_same_run_may_update_it(tmp_path):
+    _user_run(tmp_path / "first", 0.5, started_at="2030-01-01T00:00:00+00:00")
+    collect_records([tmp_path / "first"], tmp_path / "records")
+    kept = tmp_path / "records" / IDENTITY / "record.json"
+    _user_run(tmp_path / "second", 0.9, started_at="2031-01-01T00:00:00+00:00")
+    with pytest.warns(UserWarning, match="another run's record"):
+        assert collect_records([tmp_path / "second"], tmp_path / "records") == 0
+    assert json.loads(kept.read_text())["metrics"]["accuracy"]["value"] == 0.5
+    _user_run(tmp_path / "first", 0.6, started_at="2030-01-01T00:00:00+00:00")  # the same run, re-scored
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert collect_records([tmp_path / "first"], tmp_path / "records") == 1
+    assert json.loads(kept.read_text())["metrics"]["accuracy"]["value"] == 0.6
