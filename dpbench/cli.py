@@ -205,7 +205,7 @@ def data() -> None:
 @exit_codes()
 def data_overlap(pair_name, data_root, cache_dir, as_json):
     """Find near-duplicates between public and private-train, public and private-test, private-train and
-    private-test, and inside private-train (perceptual hash, then thumbnail correlation; README, "Overlap").
+    private-test, and inside private-train (perceptual hash, then thumbnail correlation; docs/privacy.md).
     Exits 0 when public and private share no near-duplicate, 1 when they do, 2 on bad input."""
     from dpbench.data.check import overlap_text, public_private_shared, splits_and_digest
     from dpbench.data.overlap import cached_overlap
@@ -311,7 +311,7 @@ def tune(as_json, **options):
     The public split is cut into a backbone part (pre-trains the tuning backbone), a proxy-private part and a
     proxy-test part, both domain-shifted. Every method gets the same coordinate search of 9 trials (clip norm, lr,
     schedule at equal compute, guidance), each a DP run at the target ε with the real run's sample rate, scored by
-    downstream accuracy on the proxy test split. See README, "How hyperparameters are chosen"."""
+    downstream accuracy on the proxy test split. See docs/methods.md, "How hyperparameters are chosen"."""
     from rich.console import Console
 
     from dpbench.run.progress import make_progress

@@ -1,4 +1,4 @@
-"""Third parties extend dpbench without touching its code: the README's minimal method plugin runs through
+"""Third parties extend dpbench without touching its code: docs/plugins.md's minimal method plugin runs through
 `dpbench run` and `dpbench leaderboard`, and a BitFit scope plugin (plugins/dpbench-bitfit) runs on the built-in
 pixel backbone."""
 import json
@@ -15,8 +15,9 @@ from tests.conftest import REPO, install_fake_distribution
 
 
 def _readme_plugin_source() -> str:
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("### A complete minimal method plugin", 1)[1]
+    """The complete example plugin of docs/plugins.md (it lived in the README before)."""
+    page = (REPO / "docs" / "plugins.md").read_text()
+    section = page.split("## A complete minimal method plugin", 1)[1]
     return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
 
 

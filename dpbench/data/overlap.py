@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 HASH_SIZE = 32  # the image is reduced to 32x32 grey before the DCT
 LOW_FREQUENCIES = 8  # 8x8 lowest frequencies -> 64 bits
-DEFAULT_THRESHOLD = 4  # Hamming distance <= 4 of 64 bits makes a candidate (recall: README)
+DEFAULT_THRESHOLD = 4  # Hamming distance <= 4 of 64 bits makes a candidate (recall: docs/privacy.md)
 MIN_CORRELATION = 0.98  # a candidate is a near-duplicate when its 16x16 normalised thumbnails correlate this well
 THUMBNAIL = 16
 SPLITS = (("public", "private_train"), ("public", "private_test"), ("private_train", "private_test"))
