@@ -31,6 +31,11 @@ def _rows(text: str, label: str) -> list[list[str]]:
             if line.startswith(f"| {label} ")]
 
 
+def _details(text: str) -> str:
+    """The per-ε details tables of the page (the summary, pairwise and cost tables start with the method too)."""
+    return "\n".join(part for part in text.split("### ") if ": details" in part.split("\n")[0])
+
+
 def _same(a, b) -> bool:
     return (a.n, a.method) == (b.n, b.method) and (a.mean, a.low, a.high) == pytest.approx((b.mean, b.low, b.high))
 
@@ -107,7 +112,7 @@ def test_two_run_roots_merge_each_run_once_and_the_recheck_covers_both(tmp_path)
     messages = " ".join(str(w.message) for w in caught)
     assert "differing records under several roots" in messages and "left out 1 record(s)" in messages
     tables, left_out = text.split("## Left out")
-    (loda,) = _rows(tables, "dp-loda")
+    (loda,) = _rows(_details(tables), "dp-loda")
     assert loda[3] == "3" and "(n = 3)" in loda[5]  # seeds 0, 1, 2: the shared seed 1 is not counted twice
     assert "99.00%" not in tables and "80.00% ± 0.00% (n = 3)" in loda
     assert "dp-lora" not in tables and "dp-lora" in left_out and "recomputes to" in left_out
@@ -121,7 +126,7 @@ def test_the_same_run_under_two_paths_in_the_records_is_one_row(tmp_path):
     directory = _write(runs, record)
     shutil.copytree(directory, tmp_path / "runs" / "copied-by-hand" / "seed0")
     text = build_leaderboard(runs, tmp_path / "board").read_text()
-    (row,) = _rows(text, "dp-loda")
+    (row,) = _rows(_details(text), "dp-loda")
     assert row[3] == "1"
 
 
@@ -140,7 +145,7 @@ def test_fid_shows_its_sample_count_and_kid_its_subset_std(tmp_path):
     _write(runs, new)
     _write(runs, old)
     text = build_leaderboard(runs, tmp_path / "board").read_text()
-    (loda,), (lora,) = _rows(text, "dp-loda"), _rows(text, "dp-lora")
+    (loda,), (lora,) = _rows(_details(text), "dp-loda"), _rows(_details(text), "dp-lora")
     assert loda[5] == "50 (n = 1) @ 1,000 samples" and loda[6] == "0.04 (n = 1); std 0.0021"
     assert lora[6] == "0.05 (n = 1); std n/a (subset = n)"
 
@@ -180,7 +185,7 @@ def test_plots_are_written_embedded_in_the_page_and_deterministic(tmp_path):
     text = build_leaderboard(runs, tmp_path / "board", PUBLISHED).read_text()
     (utility, cost), = plot_links(["digits-mnist"]).values()
     assert utility[1] == "plots/digits-mnist-privacy-utility.png" and cost[1] == "plots/digits-mnist-cost.png"
-    plots_section = text.split("## digits-mnist, plots")[1].split("## digits-mnist, ε")[0]
+    plots_section = text.split("## digits-mnist\n")[1].split("### digits-mnist: summary")[0]
     assert f"![{utility[0]}]({utility[1]})" in plots_section and f"![{cost[0]}]({cost[1]})" in plots_section
     first = {name: (tmp_path / "board" / name).read_bytes() for name in (utility[1], cost[1])}
     assert all(data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000 for data in first.values())
@@ -202,7 +207,8 @@ def test_html_is_one_self_contained_page(tmp_path):
     for _, source in sources:
         assert source.startswith("data:image/png;base64,")
         assert base64.b64decode(source.split(",", 1)[1])[:4] == b"\x89PNG"
-    assert "<em>public-only (no private data, ε = 0)</em>" in page and "<code>" in page
+    assert "public-only generator: public-only (ε = 0)" in page and "<strong>" in page and "<code>" in page
+    assert "<h3>digits-mnist: summary</h3>" in page
     assert not (tmp_path / "board" / "LEADERBOARD.md").exists()  # only the format asked for
 
 

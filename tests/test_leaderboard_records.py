@@ -57,7 +57,7 @@ def test_collected_records_leave_out_synthetic_sets_and_tuning_trials(tmp_path):
     assert not grids[0].exists()
 
 
-def test_the_real_data_ceiling_is_a_row_of_its_own(tmp_path):
+def test_the_real_data_ceiling_is_a_reference_row_of_its_own(tmp_path):
     runs = tmp_path / "runs"
     for seed, ceiling in ((0, 0.95), (1, 0.93)):
         record = _record("dp-loda", 10.0, seed, 50.0, 0.8)
@@ -65,9 +65,10 @@ def test_the_real_data_ceiling_is_a_row_of_its_own(tmp_path):
                                                    "evaluator": "accuracy"}
         _write(runs, record)
     text = build_leaderboard(runs, tmp_path / "board").read_text()
-    row = next(line for line in text.splitlines() if line.startswith("| *real data (ceiling)*"))
+    row = next(line for line in text.splitlines() if line.startswith("| classifier on real private data (ceiling)"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[3] == "2" and "94.00% ± 12.71% (n = 2)" in cells  # t-interval, 1 dof
+    assert cells[1] == "94.0 ± 12.7 (n=2)"  # t-interval, 1 dof, once per pair in the references table
+    assert text.count("classifier on real private data (ceiling)") == 1
 
 
 def test_a_record_whose_epsilon_does_not_recompute_is_left_out(tmp_path):
@@ -86,3 +87,126 @@ def test_a_record_whose_epsilon_does_not_recompute_is_left_out(tmp_path):
     tables, left_out = text.split("## Left out")
     assert "dp-loda" in tables and "dp-lora" not in tables and "dp-ldm" not in tables.split("## Published")[0]
     assert "dp-lora" in left_out and "exceeds the target" in left_out and "recomputes to" in left_out
+
+
+# --- the ranked layout ----------------------------------------------------------------------------------------------
+
+def _table_rows(text: str, heading: str) -> list[list[str]]:
+    """The rows (header first) of the first Markdown table after the line HEADING."""
+    after = text.split(heading + "\n", 1)[1].lstrip("\n")
+    lines = []
+    for line in after.splitlines():
+        if not line.startswith("|"):
+            if lines:
+                break
+            continue
+        lines.append(line)
+    return [[c.strip() for c in line.strip("|").split("|")] for i, line in enumerate(lines) if i != 1]
+
+
+def _seeded(method, epsilon, accuracies, fid=50.0, commit="aaaaaaa1", **env):
+    records = []
+    for seed, accuracy in enumerate(accuracies):
+        record = _record(method, epsilon, seed, fid + seed, accuracy)
+        record["env"]["git_commit"] = commit
+        record["env"].update(env)
+        records.append(record)
+    return records
+
+
+def test_the_summary_ranks_marks_the_best_and_its_ties_and_stays_within_8_columns(tmp_path):
+    runs = tmp_path / "runs"
+    records = (_seeded("m-best", 10.0, [0.90, 0.91, 0.92]) + _seeded("m-tied", 10.0, [0.99, 0.60, 0.95])
+               + _seeded("m-low", 10.0, [0.50, 0.52, 0.51]) + _seeded("m-best", 1.0, [0.60, 0.61, 0.62])
+               + _seeded("m-low", 1.0, [0.40, 0.41, 0.42], commit="bbbbbbb2"))
+    for record in records:
+        _write(runs, record)
+    text = build_leaderboard(runs, tmp_path / "board").read_text()
+    table = _table_rows(text, "**accuracy (%) ↑**, mean ± 95% CI half-width (n = seeds)")
+    header, rows = table[0], {row[0]: row for row in table[1:]}
+    assert len(header) <= 8 and header[:3] == ["method", "ε = 1", "ε = 10"]
+    assert rows["m-best"][2].startswith("**91.0**") and rows["m-best"][2].endswith("(n=3)")
+    assert rows["m-tied"][2].endswith("tied") and "**" not in rows["m-low"][2]
+    assert rows["m-best"][3] == "1.0" and rows["m-low"][3] == "2.5"  # 2nd of 2 at ε = 1, 3rd of 3 at ε = 10
+    assert rows["m-tied"][3] == "1.0 (at 1 of 2 ε)"
+    assert rows["m-best"][4] == "76.0 (ε 1–10)"  # (61 + 91) / 2: the trapezoid over ε 1..10, per unit of ε
+    assert rows["m-low"][-1] == "aaaaaaa, bbbbbbb" and "This table mixes 2 code versions" in text
+    assert [r[0] for r in table[1:]] == ["m-best", "m-tied", "m-low"]  # by mean rank
+    pairwise = _table_rows(text, "### digits-mnist: pairwise, seed-paired 95% intervals")
+    verdicts = {(row[0], row[1]): row[3] for row in pairwise[1:]}
+    assert verdicts[("10", "m-best − m-low")] == "m-best better" and verdicts[("10", "m-best − m-tied")] == "tied"
+    # the order of the page: summary, pairwise, references, details, costs
+    order = [text.index(h) for h in ("### digits-mnist: summary", "### digits-mnist: pairwise",
+                                      "### digits-mnist, ε = 1: details", "### digits-mnist: costs")]
+    assert order == sorted(order)
+
+
+def test_cost_cells_use_the_runs_that_ran_alone_and_mark_the_others(tmp_path):
+    runs = tmp_path / "runs"
+    alone = {"threads": 2, "jobs": 1}
+    records = (_seeded("m-alone", 10.0, [0.8, 0.8]) + _seeded("m-shared", 10.0, [0.7, 0.7])
+               + _seeded("m-unknown", 10.0, [0.6]))
+    for record, (jobs, load_end, finetune) in zip(records, [(1, 2.2, 100.0), (1, 4.5, 900.0), (2, 2.0, 300.0),
+                                                            (2, 2.0, 300.0), (None, None, 50.0)]):
+        record["cost"]["wall_seconds"]["finetune"] = finetune
+        if jobs is not None:
+            record["env"]["concurrency"] = {"sweep_jobs": jobs, "torch_threads": alone["threads"], "load_start": 0.1,
+                                            "load_end": load_end}
+    for record in records:
+        _write(runs, record)
+    text = build_leaderboard(runs, tmp_path / "board").read_text()
+    costs = {row[0]: row for row in _table_rows(text, "### digits-mnist: costs")[1:]}
+    assert costs["m-alone"][3] == "100 (n=1)" and costs["m-alone"][7] == "alone 1/2, shared 1/2"  # the 900 s is out
+    assert costs["m-shared"][3] == "300 ± 0 (n=2) *(shared)*" and costs["m-unknown"][3].endswith("*(load unknown)*")
+    assert costs["m-alone"][2] == "4,000"  # steps × batch: 10 × 400, the same whatever the load
+
+
+def test_rows_name_their_commit_copies_and_a_withheld_grid(tmp_path):
+    runs = tmp_path / "runs"
+    kept, withheld = _record("m-a", 10.0, 0, 50.0, 0.8), _record("m-b", 10.0, 0, 60.0, 0.7)
+    kept["env"]["git_commit"], withheld["env"]["git_commit"] = "1234567abc", "7654321abc"
+    for record, fraction in ((kept, 0.0), (withheld, 0.2)):
+        record["metrics"]["copies_train_fraction"] = {"value": fraction, "higher_is_better": False,
+                                                      "reference": False, "evaluator": "copies"}
+    withheld["withheld"] = {"grid": "20% of the samples copy a training image"}
+    for record in (kept, withheld):
+        (_write(runs, record) / "samples.png").write_bytes(b"grid")
+    text = build_leaderboard(runs, tmp_path / "board").read_text()
+    details = {row[0]: row for row in _table_rows(text, "### digits-mnist, ε = 10: details")[1:]}
+    header = _table_rows(text, "### digits-mnist, ε = 10: details")[0]
+    samples, commit, copies = header.index("samples"), header.index("commit(s)"), header.index("copies")
+    assert details["m-a"][commit] == "1234567" and details["m-b"][commit] == "7654321"
+    assert details["m-a"][copies] == "0.0%" and details["m-b"][copies] == "20.0%"
+    assert details["m-b"][samples] == "withheld: 20% of the samples copy a training image"
+    assert details["m-a"][samples].startswith("[png](")
+    grids = [p.name for p in (tmp_path / "board" / "samples").rglob("*.png")]
+    assert len(grids) == 1 and grids[0].startswith("m-a")  # the withheld grid is never copied beside the page
+
+
+def test_a_classifier_baseline_gets_its_caption(tmp_path):
+    runs = tmp_path / "runs"
+    baseline = _record("m-classifier", 10.0, 0, 0.0, 0.9)
+    baseline["method"]["produces"], baseline["method"]["reference"] = "classifier", "Abadi et al. 2016"
+    del baseline["metrics"]["fid"]
+    _write(runs, baseline)
+    _write(runs, _record("m-generator", 10.0, 0, 50.0, 0.7))
+    text = build_leaderboard(runs, tmp_path / "board").read_text()
+    assert "*m-classifier* is a baseline, not a generator: a DP classifier trained directly on the 4,000" in text
+    assert "m-generator* is a baseline" not in text
+
+
+def test_the_csv_carries_ranks_and_the_pairwise_verdicts(tmp_path):
+    import csv
+
+    runs = tmp_path / "runs"
+    for record in _seeded("m-best", 10.0, [0.90, 0.91, 0.92]) + _seeded("m-low", 10.0, [0.50, 0.52, 0.51]):
+        _write(runs, record)
+    path = build_leaderboard(runs, tmp_path / "board", fmt="csv")
+    rows = {row["method"]: row for row in csv.DictReader(path.open())}
+    assert rows["m-best"]["accuracy_rank"] == "1" and rows["m-low"]["accuracy_rank"] == "2"
+    assert rows["m-best"]["commits"] == "aaaaaaa" and rows["m-best"]["load"] == "unknown:3"
+    (pairwise,) = [row for row in csv.DictReader((tmp_path / "board" / "LEADERBOARD-pairwise.csv").open())
+                   if row["metric"] == "accuracy"]
+    assert (pairwise["first"], pairwise["second"], pairwise["verdict"], pairwise["shared_seeds"]) == (
+        "m-best", "m-low", "better", "3")
+    assert float(pairwise["ci_low"]) > 0 and pairwise["ci_method"] == "t"

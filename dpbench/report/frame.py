@@ -11,6 +11,10 @@ from dpbench.run.records import decode_number
 NOISE_LABEL = {"seeded (simulation)": "seeded", "os-seeded": "os-seeded", "secure": "secure"}
 CELL_KEYS = ["pair", "method", "preset", "config_hash", "epsilon"]  # one leaderboard row, averaged over its seeds
 KID_DEFAULT_SUBSET = 1000  # torch-fidelity's kid_subset_size default, which records before kid_subset_size used
+OUTSIDE_ATTR = "outside_guarantee"
+MEMORISATION_METRICS = ("copies_train_fraction", "copies_flagged")  # shown in the copies column, not as metrics
+OTHER_LOAD = 1.0  # a run shared the machine when, at its end, the 1-min load average minus its own torch threads
+# was at least one busy core
 
 
 def is_leaderboard_record(record: dict) -> bool:
@@ -46,10 +50,44 @@ def _device(record: dict) -> str:
     return "GPU" if device.startswith("cuda") else "CPU"
 
 
+def load_status(env: dict) -> str:
+    """"alone", "shared" or "unknown" (the record carries no env.concurrency). A run shared the machine when its
+    sweep ran several cells at once, or when the load average at its end exceeds its own torch threads by
+    OTHER_LOAD. The load at its start is not used: a sequential sweep's previous cell still weighs on it."""
+    concurrency = env.get("concurrency")
+    if not isinstance(concurrency, dict):
+        return "unknown"
+    jobs, threads, load_end = (concurrency.get(k) for k in ("sweep_jobs", "torch_threads", "load_end"))
+    if jobs is not None and jobs > 1:
+        return "shared"
+    if threads is None or load_end is None:
+        return "unknown"
+    return "shared" if load_end - threads >= OTHER_LOAD else "alone"
+
+
+def examples_processed(privacy: dict) -> int | None:
+    """Steps × expected batch summed over the ledger's stages: the work of DP fine-tuning, which load cannot
+    distort."""
+    stages = privacy.get("stages") or []
+    total = sum((stage.get("steps") or 0) * (stage.get("expected_batch_size") or 0) for stage in stages)
+    return int(total) if total else None
+
+
+def withheld_reason(record: dict) -> str | None:
+    """Why the run's sample grid is not shown: the record's own `withheld.grid`, or a memorisation flag."""
+    reason = (record.get("withheld") or {}).get("grid")
+    if reason:
+        return str(reason)
+    metrics = {**record.get("metrics", {}), **record.get("outside_guarantee", {}).get("metrics", {})}
+    flagged = metrics.get("copies_flagged", {}).get("value")
+    return "flagged as copying training images" if flagged else None
+
+
 def records_frame(records: list[dict]) -> tuple[pd.DataFrame, dict[str, bool]]:
     """One row per completed run, also which metrics are higher-is-better. A run read twice (the same pair, method,
-    preset, config, ε and seed, e.g. copied under two paths) is one row."""
-    rows, direction, seen = [], {}, set()
+    preset, config, ε and seed, e.g. copied under two paths) is one row. Metrics from the records'
+    `outside_guarantee` (figures ε does not cover) are columns too, named in frame.attrs[OUTSIDE_ATTR]."""
+    rows, direction, seen, outside = [], {}, set(), set()
     for record in records:
         if not is_leaderboard_record(record):
             continue
@@ -72,10 +110,17 @@ def records_frame(records: list[dict]) -> tuple[pd.DataFrame, dict[str, bool]]:
             "trainable_fraction": cost.get("trainable_fraction"),
             "wall_total": wall.get("total"), "peak_memory_mb": cost.get("peak_memory_mb"),
             "wall_finetune": wall.get("finetune"), "device": _device(record),
+            "commit": (record.get("env", {}).get("git_commit") or "unknown")[:7],
+            "data_digest": record["pair"].get("data_digest"), "load": load_status(record.get("env", {})),
+            "examples": examples_processed(privacy), "produces": record["method"].get("produces"),
+            "method_reference": record["method"].get("reference") or "",
+            "n_private_train": record["pair"].get("n_private_train"), "withheld": withheld_reason(record),
         }
-        for name, metric in record["metrics"].items():
+        outside_metrics = record.get("outside_guarantee", {}).get("metrics", {})
+        for name, metric in {**record["metrics"], **outside_metrics}.items():
             row[name] = decode_number(metric["value"])
             direction[name] = bool(metric["higher_is_better"])
+        outside.update(outside_metrics)
         if "fid" in record["metrics"]:
             row["fid_samples"] = record["metrics"]["fid"].get("n_generated")
         if "kid" in record["metrics"]:
@@ -83,12 +128,14 @@ def records_frame(records: list[dict]) -> tuple[pd.DataFrame, dict[str, bool]]:
             row["kid_std"] = decode_number(kid.get("kid_std"))
             row["kid_subset_size"], row["kid_subset_is_whole_set"] = kid_subset_info(kid)
         rows.append(row)
-    return pd.DataFrame(rows), direction
+    frame = pd.DataFrame(rows)
+    frame.attrs[OUTSIDE_ATTR] = sorted(outside)
+    return frame, direction
 
 
 def metric_order(direction: dict[str, bool]) -> list[str]:
     order = [m for m in ("fid", "kid", "accuracy", "accuracy_real_data", "accuracy_public_only") if m in direction]
-    return order + sorted(m for m in direction if m not in order)
+    return order + sorted(m for m in direction if m not in order and m not in MEMORISATION_METRICS)
 
 
 def metric_format(name: str) -> str:

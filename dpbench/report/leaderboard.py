@@ -1,5 +1,6 @@
-"""Build leaderboard/LEADERBOARD.md (or .html, .csv) from run records: per pair its plots and a table per ε, each
-cell the mean ± 95% confidence interval over seeds."""
+"""Build leaderboard/LEADERBOARD.md (or .html, .csv) from run records: per pair its plots, the ranked method × ε
+summaries, the seed-paired comparisons, the references, a details table per ε and the costs. How to read it:
+docs/leaderboard.md."""
 from __future__ import annotations
 
 import math
@@ -11,16 +12,22 @@ from tabulate import tabulate
 
 from dpbench.api.types import PublishedResult
 from dpbench.report.collect import collect_records
-from dpbench.report.frame import is_reference_epsilon, metric_format, metric_order, records_frame
+from dpbench.report.frame import (
+    MEMORISATION_METRICS, OUTSIDE_ATTR, metric_format, metric_order, records_frame, withheld_reason,
+)
+from dpbench.report.pairwise import compare_pair, pair_runs
 from dpbench.report.recheck import partition
 from dpbench.report.stats import format_interval, mean_interval
+from dpbench.report.summary import (
+    classifier_caption, costs_table, mixed_commits_note, pairwise_table, references_table, summary_tables,
+)
 from dpbench.run.records import SAMPLES_NAME, decode_number, epsilon_label, read_records
 from dpbench.storage import atomic_write_bytes
 
 RECORDS_DIR = "records"  # under the leaderboard folder: the committed records it is rendered from
 FORMATS = {"md": "LEADERBOARD.md", "html": "LEADERBOARD.html", "csv": "LEADERBOARD.csv", "sqlite": "leaderboard.sqlite"}
-COST_COLUMNS = [("trainable_parameters", "trainable params"), ("trainable_fraction", "trainable %"),
-                ("wall_finetune", "DP fine-tune s"), ("wall_total", "run wall s"), ("peak_memory_mb", "peak MB")]
+PAIRWISE_CSV = "LEADERBOARD-pairwise.csv"  # written beside LEADERBOARD.csv: the seed-paired verdicts
+REFERENCE_METRICS = ("accuracy_real_data", "accuracy_public_only")  # in the references table, not the details
 
 
 def latest_audits(records: list[dict]) -> dict[tuple, dict]:
@@ -70,84 +77,50 @@ def _metric_cell(runs: pd.DataFrame, metric: str) -> str:
     return text
 
 
-def _reference_label(method: str, epsilon: float) -> str | None:
-    """Rows shown as references beside every private table: the non-private and the public-only runs."""
-    if math.isinf(epsilon):
-        return f"*{method} (no DP, ε = ∞)*"
-    if epsilon == 0:
-        return f"*{method} (no private data, ε = 0)*"
-    return None
+def _copies_cell(runs: pd.DataFrame) -> str:
+    """The mean share of synthetic images that copy a training image, and how many runs were flagged."""
+    if "copies_train_fraction" not in runs or runs["copies_train_fraction"].dropna().empty:
+        return "–"
+    text = format(runs["copies_train_fraction"].mean(), ".1%")
+    flagged = int(runs["copies_flagged"].fillna(0).astype(bool).sum()) if "copies_flagged" in runs else 0
+    return text + (f" (flagged {flagged}/{len(runs)})" if flagged else "")
+
+
+def _samples_cell(runs: pd.DataFrame, link: str | None) -> str:
+    withheld = runs["withheld"].dropna() if "withheld" in runs else pd.Series(dtype=object)
+    if not withheld.empty:
+        return f"withheld: {withheld.iloc[0]}"
+    return f"[png]({link})" if link else "–"
 
 
 def _table(group: pd.DataFrame, metrics: list[str], direction: dict[str, bool], pair: str = "",
-           sample_links: dict | None = None, audits: dict | None = None) -> str:
+           sample_links: dict | None = None, audits: dict | None = None, outside: set[str] = frozenset()) -> str:
+    """The details of one ε: a row per (method, preset, config), every metric with its seeds; a metric outside the
+    ε guarantee says so in its header."""
     sample_links, audits = sample_links or {}, audits or {}
-    headers = (["method", "preset", "config", "seeds", "noise"] + [f"{m} {'↑' if direction[m] else '↓'}" for m in metrics]
-               + [c[1] for c in COST_COLUMNS] + ["audit (95%)", "samples"])
+    mark = {m: " (outside ε)" if m in outside else "" for m in [*metrics, "copies_train_fraction"]}
+    headers = (["method", "preset", "config", "seeds", "noise"]
+               + [f"{m} {'↑' if direction[m] else '↓'}{mark[m]}" for m in metrics]
+               + [f"copies{mark['copies_train_fraction']}", "commit(s)", "audit (95%)", "samples"])
     body = []
     for (epsilon, method, preset, config_hash), runs in group.groupby(["epsilon", "method", "preset", "config_hash"],
                                                                        sort=True):
-        label = _reference_label(method, epsilon) or method
         noise = "–" if epsilon == 0 or math.isinf(epsilon) else "/".join(sorted(set(runs["noise"])))
-        row = [label, preset, f"{runs['config'].iloc[0]} ({config_hash[:6]})", len(runs), noise]
+        row = [method, preset, f"{runs['config'].iloc[0]} ({config_hash[:6]})", len(runs), noise]
         row += [_metric_cell(runs, m) for m in metrics]
-        row += [  # the parameter counts are the config's own, the same for every seed
-            _config_value(runs["trainable_parameters"], ",.0f"), _config_value(runs["trainable_fraction"], ".2%"),
-            _cell(runs["wall_finetune"], ".0f", with_n=False), _cell(runs["wall_total"], ".0f", with_n=False),
-            _cell(runs["peak_memory_mb"], ".0f", with_n=False),
-        ]
+        row += [_copies_cell(runs), ", ".join(sorted(set(runs["commit"])))]
         row.append(audit_label(audits.get((pair, method, preset, epsilon))))
-        link = sample_links.get((pair, method, preset, config_hash, epsilon))
-        row.append(f"[png]({link})" if link else "–")
+        row.append(_samples_cell(runs, sample_links.get((pair, method, preset, config_hash, epsilon))))
         body.append(row)
-    if "accuracy" in metrics and "accuracy_real_data" in group:
-        body.append(_real_data_row(group, metrics, len(headers)))
     return tabulate(body, headers=headers, tablefmt="github")
 
 
-def _real_data_row(group: pd.DataFrame, metrics: list[str], width: int) -> list:
-    """The ceiling as a row of its own: the classifier trained on real private-train images (one value per seed,
-    the same for every run of that seed), in the accuracy column."""
-    per_seed = group.dropna(subset=["accuracy_real_data"]).groupby("seed")["accuracy_real_data"].first()
-    row = ["*real data (ceiling)*", "–", "as many real private-train images as synthetic ones", len(per_seed), "–"]
-    row += [_cell(per_seed, metric_format(m)) if m == "accuracy" else "–" for m in metrics]
-    return row + ["–"] * (width - len(row))
-
-
-def _published_section(published: list[PublishedResult]) -> list[str]:
-    lines = ["## Published reference numbers", "",
-             "Marked references from the seed papers, in *their* settings (not dpbench runs); compare with care.", ""]
-    body = [[f"**{p.method}**", p.private_dataset, epsilon_label(p.epsilon), p.delta,
-             ", ".join(f"{k}={format(v, metric_format(k))}" for k, v in p.metrics.items()), p.setting, p.source]
-            for p in published]
-    lines.append(tabulate(body, headers=["method", "private data", "ε", "δ", "metrics", "setting", "source"], tablefmt="github"))
-    return lines
-
-
 INTRODUCTION = (
-    "Generated by `dpbench leaderboard` from the run records; do not edit by hand. "
-    "Cells are the mean over seeds ± the half-width of its 95% confidence interval (Student t, n − 1 degrees of "
-    "freedom), or the bootstrap percentile interval [low, high] of the mean from 5 seeds on, then the number of seeds "
-    "(n = 1: the value alone, no interval). FID is followed by the number of generated samples it was computed on; "
-    "KID by torch-fidelity's std over its random subsets within a run (mean over seeds), \"n/a (subset = n)\" for "
-    "records whose subsets were the whole sample set (no spread to measure). "
-    "Cost columns are mean ± 95% CI too. ↑: higher is better, ↓: lower is better. "
-    "Each pair's privacy–utility plot draws accuracy and FID against ε, a line per method with the same intervals "
-    "as error bars, the public-only model, the non-private runs and the real-data ceiling as horizontal lines and "
-    "published numbers as stars; its cost plot draws each cell's DP fine-tune hours against its accuracy. "
-    "`accuracy_public_only` is a reference: the same classifier trained on the public split only; "
-    "`accuracy_real_data` is the ceiling: the same classifier trained on as many real private-train images "
-    "per class as the synthetic set has. "
-    "Rows in italics are references repeated in every ε table of their pair: the same method without DP "
-    "(ε = ∞) and the public-only model (ε = 0). `trainable %` is the share of the backbone's parameters "
-    "that DP fine-tuning updates. `run wall s` includes public pre-training and the FID reference statistics "
-    "only for the run that built them (later runs load them from the cache); `DP fine-tune s` is the "
-    "method's own training time. `noise`: where the DP noise and sampling came from; **seeded** rows are "
-    "reproducible simulations of DP (anyone with the seed can regenerate the noise), fit to compare methods "
-    "but not to release a model; `secure` rows drew them from os.urandom (`dpbench run --secure-rng`). "
-    "`audit (95%)`: the latest `dpbench audit` of the cell's method, preset and ε, an empirical lower bound "
-    "on ε from one run with white-box gradient canaries (Steinke et al. 2023), with its correct guesses and "
-    "canary count; a bound above the claimed ε is flagged.")
+    "Generated by `dpbench leaderboard` from the run records; do not edit by hand. How to read it (intervals, "
+    "verdicts, ranks, references, costs): docs/leaderboard.md. Per pair: the plots; the accuracy and FID of each "
+    "method at each ε, ranked; every two methods compared on the seeds both ran; the references; the details of "
+    "each ε; the costs. **seeded** noise rows are reproducible simulations of DP, fit to compare methods but not to "
+    "release a model.")
 
 
 def trusted_frame(records: list[dict]) -> tuple[pd.DataFrame, dict[str, bool], list[dict], list[str]]:
@@ -160,20 +133,38 @@ def trusted_frame(records: list[dict]) -> tuple[pd.DataFrame, dict[str, bool], l
     return frame, direction, kept, refused
 
 
-def _pair_sections(pair: str, runs: pd.DataFrame, direction: dict[str, bool], sample_links: dict, audits: dict,
-                   plots: list[tuple[str, str]]) -> list[str]:
-    lines = []
+def _pair_sections(pair: str, frame: pd.DataFrame, direction: dict[str, bool], sample_links: dict, audits: dict,
+                   plots: list[tuple[str, str]], published: list[PublishedResult]) -> list[str]:
+    runs = pair_runs(frame, pair)
+    comparison = compare_pair(runs, direction)
+    lines = [f"## {pair}", ""]
     if plots:
-        lines += [f"## {pair}, plots", ""] + [f"![{caption}]({link})\n" for caption, link in plots]
-    is_reference = runs["epsilon"].map(is_reference_epsilon)
-    references, private = runs[is_reference], runs[~is_reference]
-    groups = [(f"ε = {epsilon_label(e)}", pd.concat([g, references])) for e, g in private.groupby("epsilon")]
-    if not groups:
-        groups = [("references only", references)]
-    for title, group in groups:
-        metrics = [m for m in metric_order(direction) if m in group and group[m].notna().any()]
-        lines += [f"## {pair}, {title}", "", _table(group, metrics, direction, pair, sample_links, audits), ""]
-    return lines
+        lines += [f"![{caption}]({link})\n" for caption, link in plots]
+    lines += [f"### {pair}: summary", ""]
+    lines += ["**bold**: the best mean among the ranked methods; tied: its seed-paired 95% interval with the best "
+              "covers 0; n/a: too few seeds shared with a better method to rank; mean rank: over the ε where the "
+              "method is ranked (1 = best).", ""]
+    for metric in ("accuracy", "fid"):
+        if metric in direction:
+            lines += summary_tables(runs, comparison, metric, direction[metric])
+    lines += classifier_caption(runs)
+    table = pairwise_table(comparison)
+    if table:
+        lines += [f"### {pair}: pairwise, seed-paired 95% intervals", ""] + table
+    outside = set(frame.attrs.get(OUTSIDE_ATTR, []))
+    table = references_table(runs, list(published), pair, outside)
+    if table:
+        lines += [f"### {pair}: references", ""] + table
+    for epsilon, group in runs.groupby("epsilon", sort=True):
+        metrics = [m for m in metric_order(direction) if m in group and group[m].notna().any()
+                   and m not in REFERENCE_METRICS and m not in MEMORISATION_METRICS]
+        lines += [f"### {pair}, ε = {epsilon_label(epsilon)}: details", "",
+                  _table(group, metrics, direction, pair, sample_links, audits, outside), ""]
+        lines += mixed_commits_note(group)
+    lines += [f"### {pair}: costs", "",
+              "Timings are the mean ± 95% CI over the runs that ran alone; when none did, over every run, marked "
+              "*(shared)* or *(load unknown)*. steps × batch is the DP work itself, which load cannot distort.", ""]
+    return lines + costs_table(runs)
 
 
 def render(records: list[dict], sample_links: dict | None = None, published: list[PublishedResult] = (),
@@ -186,12 +177,8 @@ def render(records: list[dict], sample_links: dict | None = None, published: lis
     if frame.empty:
         lines.append("No completed runs yet.")
     else:
-        for pair, runs in frame.groupby("pair", sort=True):
-            lines += _pair_sections(pair, runs, direction, sample_links, audits, plot_links.get(pair, []))
-    pairs = set(frame["pair"]) if not frame.empty else set()
-    shown = [p for p in published if not p.pairs or pairs & set(p.pairs)]
-    if shown:
-        lines += _published_section(shown)
+        for pair in sorted(set(frame["pair"])):
+            lines += _pair_sections(pair, frame, direction, sample_links, audits, plot_links.get(pair, []), published)
     if refused:
         lines += ["", "## Left out", "", "Records whose ε does not recompute from their own ledger:", ""]
         lines += [f"- {entry}" for entry in refused]
@@ -205,6 +192,8 @@ def sample_grid_sources(records: list[dict]) -> dict[tuple, tuple[Path, str]]:
         if record.get("status") != "completed" or "_path" not in record:
             continue
         grid = Path(record["_path"]).parent / SAMPLES_NAME
+        if withheld_reason(record):  # a withheld grid is never copied next to the page
+            continue
         key = (record["pair"]["name"], record["method"]["name"], record["preset"], record["config_hash"],
                decode_number(record["privacy"]["epsilon_target"]))
         if grid.exists() and (key not in chosen or record["seed"] < chosen[key][0]):
@@ -272,10 +261,11 @@ def build_leaderboard(runs: Path | list[Path] | None, output: Path, published: l
         return path
     links = copy_sample_grids(records, output)
     if fmt == "csv":
-        from dpbench.report.csv_export import leaderboard_csv
+        from dpbench.report.csv_export import leaderboard_csv, pairwise_csv
 
         frame, direction, _, _ = trusted_frame(records)
         atomic_write_bytes(path, leaderboard_csv(frame, direction).encode())
+        atomic_write_bytes(output / PAIRWISE_CSV, pairwise_csv(frame, direction).encode())
         return path
     with warnings.catch_warnings():  # render() warns about the left-out records, once
         warnings.simplefilter("ignore")

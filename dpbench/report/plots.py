@@ -65,6 +65,7 @@ class CostPoint:
     hours: Interval
     accuracy: Interval
     device: str  # "CPU", "GPU" or "CPU/GPU"
+    load: str = "alone"  # "alone": hours from the runs that ran alone; "shared"/"unknown": from every run, marked
 
 
 def plot_links(pairs) -> dict[str, list[tuple[str, str]]]:
@@ -119,7 +120,8 @@ def utility_series(frame: pd.DataFrame, pair: str, metric: str, published: list[
 
 def cost_points(frame: pd.DataFrame, pair: str) -> list[CostPoint]:
     """One point per (method, preset, config, ε) cell with a DP fine-tune time and an accuracy, the non-private
-    runs included; public-only never fine-tunes."""
+    runs included; public-only never fine-tunes. The hours are those of the runs that ran alone; a cell with none
+    takes every run's and is marked by its `load`."""
     runs = frame[frame["pair"] == pair]
     if "accuracy" not in runs or "wall_finetune" not in runs:
         return []
@@ -131,9 +133,12 @@ def cost_points(frame: pd.DataFrame, pair: str) -> list[CostPoint]:
         if epsilon == 0:
             continue
         devices = sorted(set(cell["device"]))
+        alone = cell[cell["load"] == "alone"] if "load" in cell else cell
+        load = "alone" if not alone.empty else ("shared" if (cell["load"] == "shared").any() else "unknown")
+        timed = alone if not alone.empty else cell
         points.append(CostPoint(_cell_label(method, cell, method in ambiguous), method, float(epsilon),
-                                mean_interval(cell["wall_finetune"] / 3600), mean_interval(cell["accuracy"]),
-                                "/".join(devices)))
+                                mean_interval(timed["wall_finetune"] / 3600), mean_interval(cell["accuracy"]),
+                                "/".join(devices), load))
     return points
 
 
@@ -240,14 +245,16 @@ def cost_png(frame: pd.DataFrame, pair: str) -> bytes:
                         xerr=_errors([point.hours]), color=colours.get(point.method),
                         marker="o" if private else "s",
                         markerfacecolor="white" if len(devices) > 1 and "GPU" not in point.device else None,
-                        capsize=3, linestyle="none", label=point.label)
+                        capsize=3, linestyle="none", alpha=1.0 if point.load == "alone" else 0.45,
+                        label=point.label if point.load == "alone" else f"{point.label} (load {point.load})")
             ax.annotate(f"ε = {epsilon_label(point.epsilon)}" if private else "ε = ∞", (point.hours.mean, point.accuracy.mean * 100),
                         textcoords="offset points", xytext=(6, 4), fontsize=8)
         hollow = " (hollow: CPU, filled: GPU)" if len(devices) > 1 else ""
         ax.set_xlabel(f"DP fine-tune hours ({' or '.join(devices)}){hollow}, mean over seeds")
         ax.set_ylabel("accuracy (%) ↑")
         ax.margins(x=0.1, y=0.08)  # room for the ε labels beside the outermost points
-        ax.set_title(f"{pair}: fine-tune cost vs accuracy (squares: ε = ∞, no DP; error bars: 95% CI)")
+        ax.set_title(f"{pair}: fine-tune cost vs accuracy (squares: ε = ∞, no DP; error bars: 95% CI)\n"
+                     "faded: no run of the cell ran alone, its time includes other load", fontsize=10)
         ax.grid(True, alpha=0.3)
         if not points:
             ax.text(0.5, 0.5, "no fine-tuned runs with an accuracy yet", transform=ax.transAxes, ha="center")
