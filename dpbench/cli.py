@@ -14,6 +14,7 @@ from dpbench.cli_options import (
     examples, load_plugins, out_folder, out_option, out_with_old_name, parse_overrides, preset_option,
     print_method_sheet, print_rich, run_options, seed_option, single_run_options, table,
 )
+from dpbench.cli_compare import compare
 
 __all__ = ["main", "SUBMITIT_CLUSTER_ENV"]
 
@@ -339,5 +340,6 @@ def leaderboard(runs, out, output, compare_to, fmt):
     click.echo(f"wrote {path}")
 
 
+main.add_command(compare)  # dpbench/cli_compare.py
 if __name__ == "__main__":
     main()
