@@ -14,6 +14,7 @@ from dpbench.cli_options import (
     examples, load_plugins, out_folder, out_option, out_with_old_name, parse_overrides, preset_option,
     print_method_sheet, print_rich, run_options, seed_option, single_run_options, table,
 )
+from dpbench.cli_options import cap_options, max_steps_option
 from dpbench.cli_compare import compare
 
 __all__ = ["main", "SUBMITIT_CLUSTER_ENV"]
@@ -33,10 +34,12 @@ def main() -> None:
 @run_options()
 @evaluator_option()
 @single_run_options()
+@cap_options()
 @json_option(help="Print the record as JSON on stdout.")
 @exit_codes()
 def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, overrides, data_root, download, cache_dir,
-        rebuild_backbone, allow_large_delta, rng, secure_rng, resume, checkpoint_every, as_json, nproc):
+        rebuild_backbone, allow_large_delta, rng, secure_rng, resume, checkpoint_every, as_json, nproc,
+        max_steps=None, max_samples=None):
     """Fine-tune METHOD on PAIR under (EPS, DELTA)-DP, evaluate it, and write its record."""
     from dpbench.data.check import download_pair
     from dpbench.run.progress import make_progress
@@ -47,7 +50,7 @@ def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, ove
                          device=device, cache_dir=cache_dir, data_root=data_root, evaluators=list(evaluators) or None,
                          overrides=parse_overrides(overrides), rebuild_backbone=rebuild_backbone,
                          allow_large_delta=allow_large_delta, rng="secure" if secure_rng else rng, resume=resume,
-                         checkpoint_every=checkpoint_every, nproc=nproc)
+                         checkpoint_every=checkpoint_every, nproc=nproc, max_steps=max_steps, max_samples=max_samples)
     registry = load_plugins()
     if download:
         download_pair(registry.pair(pair), data_root)
@@ -244,20 +247,25 @@ def data_check(pair_name, data_root, cache_dir, as_json):
 @data_root_option()
 @device_option()
 @cache_dir_option(help="Pre-training cache.")
+@max_steps_option(help="Cap every pre-training phase at N steps (a trial of a big preset; needs --out, never "
+                        "written over the shipped weights). Recorded in the recipe.")
 @json_option(help="Print a JSON summary on stdout.")
 @exit_codes(usage=(NotImplementedError,))
-def pretrain(pair, backbone, preset, out, output, data_root, device, cache_dir, as_json):
+def pretrain(pair, backbone, preset, out, output, data_root, device, cache_dir, as_json, max_steps=None):
     """Pre-train PAIR's public backbone by its recipe (public data only) and write it with the recipe beside it.
 
     This is how the shipped backbones are made; it prints how long training took."""
-    from dpbench.pretrain.export import export_backbone
+    from dpbench.pretrain.export import CappedExportError, export_backbone
     from dpbench.run.progress import make_progress
 
     registry = load_plugins()
     with make_progress() as progress:
-        summary = export_backbone(registry, pair=pair, backbone=backbone, preset=preset,
-                                  output=out_folder(out, output), cache_dir=cache_dir, device=device,
-                                  data_root=data_root, progress=progress)
+        try:
+            summary = export_backbone(registry, pair=pair, backbone=backbone, preset=preset,
+                                      output=out_folder(out, output), cache_dir=cache_dir, device=device,
+                                      data_root=data_root, progress=progress, max_steps=max_steps)
+        except CappedExportError as exc:
+            raise click.UsageError(str(exc)) from None
     if as_json:
         return echo_json(summary)
     trained = summary["train_seconds"]

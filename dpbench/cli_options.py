@@ -53,6 +53,15 @@ out_option = _option("--out", default="runs", show_default=True, type=FOLDER,
                      help="Run root: each run writes its record under OUT/<pair>/<method>/<preset-hash>/eps<E>/seed<S>.")
 
 
+max_steps_option = _option("--max-steps", default=None, type=click.IntRange(min=1), metavar="N",
+                           help="Cap every DP stage and every pre-training phase at N steps (a trial of a big "
+                                "preset; sigma is calibrated for the capped steps). Hashed and recorded; unset, the "
+                                "preset's steps.")
+max_samples_option = _option("--max-samples", default=None, type=click.IntRange(min=1), metavar="N",
+                             help="Cap the synthetic set at N images (FID/KID's and the downstream classifier's "
+                                  "sample count). Hashed and recorded; unset, the preset's count.")
+
+
 def compose(*decorators: Callable) -> Callable:
     """Several option decorators as one, applied in the order given (the first is the first in --help)."""
 
@@ -68,6 +77,11 @@ def run_options(out_help: str | None = None, set_help: str | None = None) -> Cal
     """What every training command (run, audit, sweep) says about a run besides its method, pair and ε."""
     return compose(delta_option(), preset_option(), overrides_option(help=set_help), out_option(help=out_help), device_option(),
                    data_root_option(), cache_dir_option())
+
+
+def cap_options() -> Callable:
+    """--max-steps and --max-samples: caps on a preset for a trial run (never a preset's defaults)."""
+    return compose(max_steps_option(), max_samples_option())
 
 
 def single_run_options() -> Callable:

@@ -46,8 +46,9 @@ class MethodContext:
     def __init__(self, *, pair: PairSpec, public: ImageSet, public_info: dict, private: PrivateSplit | None,
                  books: "PrivacyBooks | None", registry: "Registry", epsilon: float, delta: float, seed: int,
                  device: torch.device, preset: str, progress: Progress, cache_dir: Path,
-                 rebuild_backbone: bool = False, world: World = SINGLE) -> None:
+                 rebuild_backbone: bool = False, world: World = SINGLE, max_steps: int | None = None) -> None:
         self.pair, self.public, self.public_info, self.private = pair, public, public_info, private
+        self.max_steps = max_steps  # the run's --max-steps: backbones train at most this many steps per phase
         self.epsilon, self.delta, self.seed, self.device = epsilon, delta, seed, device
         self.preset, self.progress, self.cache_dir = preset, progress, Path(cache_dir)
         self.rebuild_backbone = rebuild_backbone  # ignore shipped backbones and train them locally

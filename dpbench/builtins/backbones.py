@@ -58,6 +58,22 @@ def _table(name: str, preset: str):
     return _recipe_tables()[name][preset]
 
 
+def _training(name: str, ctx):
+    """The preset's training recipe `name`, its steps capped by the run's --max-steps (a capped recipe is a cache
+    entry of its own, and never matches a shipped file)."""
+    train = _table(name, ctx.preset)
+    return dataclasses.replace(train, steps=ctx.max_steps) if _capped(train, ctx) else train
+
+
+def _capped(train, ctx) -> bool:
+    return ctx.max_steps is not None and train.steps > ctx.max_steps
+
+
+def _shipped(ctx, *names: str) -> bool:
+    """Whether shipped weights may be used: only for the preset's own recipes, never a capped one."""
+    return not any(_capped(_table(name, ctx.preset), ctx) for name in names)
+
+
 PIXEL_WIDTH = {"smoke": 8, "default": 16, "paper": 64}  # 16: ~0.18 s per batch-64 step on 2 CPU cores
 LATENT_WIDTH = {"smoke": 16, "default": 32, "paper": 128}  # latents are 16x smaller than pixels: wider is cheap
 PRETRAIN_SEED = 0  # one public backbone per pair and config, shared by every run seed
@@ -91,7 +107,7 @@ class PixelBackbone(dpbench.BackboneBuilder):
 
     def recipe(self, ctx) -> dict:
         """Everything the shipped weights depend on; a shipped file is used only when this matches exactly."""
-        config, train = self._config(ctx), _table("PRETRAIN_PRESETS", ctx.preset)
+        config, train = self._config(ctx), _training("PRETRAIN_PRESETS", ctx)
         stream = public_stream(ctx)
         return {"recipe_version": self.recipe_version, "pair": ctx.pair.name, "preset": ctx.preset,
                 "unet": config.to_dict(), "unet_key": config.key(), "train": train.to_dict(), "seed": PRETRAIN_SEED,
@@ -105,7 +121,7 @@ class PixelBackbone(dpbench.BackboneBuilder):
         store = (ShippedStore(WEIGHTS_DIR, rebuild=ctx.rebuild_backbone), self.shipped_name(ctx), self.recipe(ctx),
                  f"run `dpbench pretrain --pair {ctx.pair.name} --preset {ctx.preset}` or pass --rebuild-backbone") \
             if shipped else None
-        return pretrained_unet(ctx.public, self._config(ctx), _table("PRETRAIN_PRESETS", ctx.preset), pair_name=ctx.pair.name,
+        return pretrained_unet(ctx.public, self._config(ctx), _training("PRETRAIN_PRESETS", ctx), pair_name=ctx.pair.name,
                                seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir, device=ctx.device, progress=ctx.progress,
                                stream=public_stream(ctx), shipped=store)
 
@@ -114,7 +130,7 @@ class PixelBackbone(dpbench.BackboneBuilder):
 
     def build(self, ctx):
         with ctx.stage("pretrain"):
-            unet = self._unet(ctx, shipped=True)
+            unet = self._unet(ctx, shipped=_shipped(ctx, "PRETRAIN_PRESETS"))
         return dpbench.Backbone(unet, None, (ctx.pair.channels, ctx.pair.image_size, ctx.pair.image_size))
 
     def export(self, ctx, directory):
@@ -124,7 +140,7 @@ class PixelBackbone(dpbench.BackboneBuilder):
 
         with ctx.stage("pretrain"):
             unet = self._unet(ctx, shipped=False)
-        meta = cached_meta(ctx.public, self._config(ctx), _table("PRETRAIN_PRESETS", ctx.preset), pair_name=ctx.pair.name,
+        meta = cached_meta(ctx.public, self._config(ctx), _training("PRETRAIN_PRESETS", ctx), pair_name=ctx.pair.name,
                            seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir, stream=public_stream(ctx))
         extra = {"train_seconds": meta.get("train_seconds"), "command": f"dpbench pretrain --pair {ctx.pair.name} "
                  f"--backbone pixel --preset {ctx.preset}", "parameters": sum(p.numel() for p in unet.parameters())}
@@ -153,8 +169,8 @@ class LatentBackbone(dpbench.BackboneBuilder):
         ae, unet = self._configs(ctx)
         return {"recipe_version": self.recipe_version, "pair": ctx.pair.name, "preset": ctx.preset,
                 "autoencoder": {"config": dataclasses.asdict(ae), "key": ae.key(),
-                                "train": dataclasses.asdict(_table("AUTOENCODER_PRESETS", ctx.preset))},
-                "unet": unet.to_dict(), "unet_key": unet.key(), "train": _table("LATENT_PRETRAIN_PRESETS", ctx.preset).to_dict(),
+                                "train": dataclasses.asdict(_training("AUTOENCODER_PRESETS", ctx))},
+                "unet": unet.to_dict(), "unet_key": unet.key(), "train": _training("LATENT_PRETRAIN_PRESETS", ctx).to_dict(),
                 "seed": PRETRAIN_SEED, "public_digest": tensor_digest(ctx.public.images, ctx.public.labels),
                 "stream": public_stream(ctx).key() if public_stream(ctx) else None}
 
@@ -172,11 +188,11 @@ class LatentBackbone(dpbench.BackboneBuilder):
         hint = f"run `dpbench pretrain --pair {ctx.pair.name} --backbone latent --preset {ctx.preset}` or pass " \
                "--rebuild-backbone"
         ae_name, unet_name = self.shipped_names(ctx)
-        codec = public_autoencoder(ctx.public, ae, _table("AUTOENCODER_PRESETS", ctx.preset), pair_name=ctx.pair.name,
+        codec = public_autoencoder(ctx.public, ae, _training("AUTOENCODER_PRESETS", ctx), pair_name=ctx.pair.name,
                                    seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir, device=ctx.device,
                                    progress=ctx.progress,
                                    shipped=(store, ae_name, self.recipe(ctx), hint) if store else None)
-        unet = pretrained_unet(ctx.public, config, _table("LATENT_PRETRAIN_PRESETS", ctx.preset), pair_name=ctx.pair.name,
+        unet = pretrained_unet(ctx.public, config, _training("LATENT_PRETRAIN_PRESETS", ctx), pair_name=ctx.pair.name,
                                seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir, device=ctx.device,
                                progress=ctx.progress, encoder=codec, stream=public_stream(ctx),
                                shipped=(store, unet_name, self.recipe(ctx), hint) if store else None)
@@ -184,7 +200,7 @@ class LatentBackbone(dpbench.BackboneBuilder):
 
     def build(self, ctx):
         with ctx.stage("pretrain"):
-            ae, _, codec, unet = self._parts(ctx, shipped=True)
+            ae, _, codec, unet = self._parts(ctx, shipped=_shipped(ctx, "AUTOENCODER_PRESETS", "LATENT_PRETRAIN_PRESETS"))
         size = ae.latent_size()
         return dpbench.Backbone(unet, codec, (ae.latent_channels, size, size))
 
@@ -197,9 +213,9 @@ class LatentBackbone(dpbench.BackboneBuilder):
 
         with ctx.stage("pretrain"):
             ae, config, codec, unet = self._parts(ctx, shipped=False)
-        ae_meta = autoencoder_meta(ctx.public, ae, _table("AUTOENCODER_PRESETS", ctx.preset), pair_name=ctx.pair.name,
+        ae_meta = autoencoder_meta(ctx.public, ae, _training("AUTOENCODER_PRESETS", ctx), pair_name=ctx.pair.name,
                                    seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir)
-        unet_meta = cached_meta(ctx.public, config, _table("LATENT_PRETRAIN_PRESETS", ctx.preset), pair_name=ctx.pair.name,
+        unet_meta = cached_meta(ctx.public, config, _training("LATENT_PRETRAIN_PRESETS", ctx), pair_name=ctx.pair.name,
                                 seed=PRETRAIN_SEED, cache_dir=ctx.cache_dir, encoder_key=codec.cache_key,
                                 stream=public_stream(ctx))
         seconds = [m.get("train_seconds") for m in (ae_meta, unet_meta)]

@@ -153,12 +153,16 @@ def _spec(name: str, sources: Sources, load: Callable[[Path], PairData], **field
 
 # --- image conversions ------------------------------------------------------------------------------
 
-def to_gray(images: torch.Tensor) -> torch.Tensor:
-    """uint8 RGB (N, 3, H, W) -> uint8 (N, 1, H, W), ITU-R 601-2 luma (PIL's "L"), rounded."""
+def to_gray(images: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    """uint8 RGB (N, 3, H, W) -> uint8 (N, 1, H, W), ITU-R 601-2 luma (PIL's "L"), rounded. In chunks, so the
+    int32 arithmetic never holds more than `chunk` images (all of SVHN train at once was 1.5 GB of temporaries)."""
     import torch
 
-    r, g, b = images.to(torch.int32).unbind(1)
-    return ((299 * r + 587 * g + 114 * b + 500) // 1000).to(torch.uint8).unsqueeze(1)
+    out = torch.empty((images.shape[0], 1, *images.shape[2:]), dtype=torch.uint8)
+    for start in range(0, len(images), chunk):
+        r, g, b = images[start:start + chunk].to(torch.int32).unbind(1)
+        out[start:start + chunk, 0] = (299 * r + 587 * g + 114 * b + 500) // 1000
+    return out
 
 
 def pad_to(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """The run's privacy books: the harness hands out every DP engine from here and composes what they spent."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable
 
@@ -19,8 +20,10 @@ class PrivacyBooks:
     """Keeps the private training split and every engine opened on it, for one run at (ε, δ)."""
 
     def __init__(self, private_train: ImageSet, *, epsilon: float, delta: float, device: torch.device, seed: int,
-                 rng: str = "seeded", checkpoints=None, audit=None, world: World = SINGLE) -> None:
+                 rng: str = "seeded", checkpoints=None, audit=None, world: World = SINGLE,
+                 max_steps: int | None = None) -> None:
         self.__private = private_train
+        self.max_steps = max_steps  # the run's --max-steps: every engine plans (and calibrates sigma for) at most this
         self.world = world  # a privacy.distributed.World: this process's rank among data-parallel replicas
         self.audit = audit  # a privacy.audit.AuditSettings: canaries go into the run's first DP stage
         self.checkpoints = checkpoints  # a privacy.checkpoint.CheckpointPlan, or None
@@ -45,6 +48,8 @@ class PrivacyBooks:
         if self.trainers and settings.accountant != self.trainers[0].settings.accountant:
             raise ValueError(f"every DP stage of a run uses one accountant; the first used "
                              f"'{self.trainers[0].settings.accountant}', this one asks for '{settings.accountant}'")
+        if self.max_steps is not None and settings.steps > self.max_steps:
+            settings = dataclasses.replace(settings, steps=self.max_steps)
         images = self.__private.images
         private_x = prepare(images) if prepare is not None else images
         if not torch.is_tensor(private_x) or len(private_x) != len(images):

@@ -2,7 +2,7 @@
 
 The hash covers the whole normalised config: the method's resolved settings (nested ones included), the preset,
 the pair and its data digest, δ, the evaluators' settings, the noise source, the audit, the engine's automatic
-per-example order and the backbone's recipe. ε and the seed have folders of their own; the code version is
+per-example order, the backbone's recipe, and the caps (--max-steps, --max-samples) when any is set. ε and the seed have folders of their own; the code version is
 recorded in the record's `env`, not hashed. CONFIG_VERSION changes when what is hashed changes.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from dpbench.api.settings import as_dict
 from dpbench.privacy.per_example.choice import AUTO_ORDER
 from dpbench.run.records import run_dir
-from dpbench.run.request import RunRequest
+from dpbench.run.request import RunRequest, run_caps
 from dpbench.run.resolve import Resolved
 from dpbench.storage import cache_key
 
@@ -21,7 +21,7 @@ CONFIG_VERSION = 2
 
 def run_config(request: RunRequest, resolved: Resolved, digest: str) -> dict:
     backbone = resolved.backbone
-    return {
+    config = {
         "config_version": CONFIG_VERSION, "method": resolved.method.name, "settings": as_dict(resolved.settings),
         "preset": request.preset, "pair": resolved.pair.name, "data_digest": digest, "delta": request.delta,
         "evaluators": {e.name: e.settings(request.preset) for e in resolved.evaluators}, "rng": request.rng,
@@ -29,6 +29,9 @@ def run_config(request: RunRequest, resolved: Resolved, digest: str) -> dict:
         "per_example_auto": list(AUTO_ORDER),
         "backbone_recipe": {backbone.name: getattr(backbone, "recipe_version", None)} if backbone is not None else None,
     }
+    if caps := run_caps(request):  # only when set: an uncapped run keeps the hash it always had
+        config["caps"] = caps
+    return config
 
 
 def run_location(request: RunRequest, resolved: Resolved, digest: str) -> tuple[dict, str, Path]:

@@ -44,6 +44,21 @@ class RunRequest:
     checkpoint_every: int = 50  # DP steps between checkpoints
     audit: AuditSettings | None = None  # an audit run: canaries in the first DP stage, no sampling or evaluation
     nproc: int = 1  # data-parallel processes on this node; > 1 relaunches the run under torchrun (run/launch.py)
+    # Caps for a trial of a big preset (docs/data.md): never a preset's default; hashed and recorded when set.
+    max_steps: int | None = None  # at most this many steps in every DP stage and every pre-training phase
+    max_samples: int | None = None  # at most this many synthetic images (the FID/KID and downstream sample count)
+
+
+def run_caps(request: RunRequest) -> dict:
+    """The caps the request sets ({} when none): what the config hash and the record carry."""
+    caps = {"max_steps": request.max_steps, "max_samples": request.max_samples}
+    return {name: value for name, value in caps.items() if value is not None}
+
+
+def check_caps(request: RunRequest) -> None:
+    for name, value in (("max_steps", request.max_steps), ("max_samples", request.max_samples)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise RunInputError(f"{name} must be an int >= 1 (or unset), got {value!r}")
 
 
 @dataclass
@@ -83,6 +98,7 @@ def check_request(request: RunRequest, method: Method, world_size: int) -> None:
                             f"'{method.name}' at ε = {request.epsilon:g}")
     if isinstance(request.nproc, bool) or not isinstance(request.nproc, int) or request.nproc < 1:
         raise RunInputError(f"nproc must be an int >= 1, got {request.nproc!r}")
+    check_caps(request)
     if world_size > 1 and request.nproc not in (1, world_size):
         raise RunInputError(f"nproc {request.nproc} inside a torchrun world of {world_size} processes")
     if max(request.nproc, world_size) == 1:

@@ -74,13 +74,15 @@ def _method_context(registry: Registry, run: PreparedRun, world, device: torch.d
     if method.trains_on_private:
         books = PrivacyBooks(data.private_train, epsilon=request.epsilon, delta=request.delta, device=device,
                              seed=request.seed, rng=request.rng, audit=request.audit, world=world,
-                             checkpoints=None if world.is_distributed else run.checkpoints)
+                             checkpoints=None if world.is_distributed else run.checkpoints,
+                             max_steps=request.max_steps)
         private = PrivateSplit(len(data.private_train), tuple(data.private_train.images.shape[1:]),
                                run.resolved.pair.num_classes)
     ctx = MethodContext(pair=run.resolved.pair, public=data.public_train, public_info=dict(data.info),
                         private=private, books=books, registry=registry, epsilon=request.epsilon, delta=request.delta,
                         seed=request.seed, device=device, preset=request.preset, progress=progress,
-                        cache_dir=Path(request.cache_dir), rebuild_backbone=request.rebuild_backbone, world=world)
+                        cache_dir=Path(request.cache_dir), rebuild_backbone=request.rebuild_backbone, world=world,
+                        max_steps=request.max_steps)
     return ctx, books
 
 

@@ -1,0 +1,111 @@
+"""The caps of a trial run (--max-steps, --max-samples): they lower what the preset asks for, never raise it; σ is
+calibrated for the steps actually planned; they are hashed and recorded when set, and absent when not."""
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dpbench.api.registry import load_registry
+from dpbench.cli import main
+from dpbench.data.types import ImageSet
+from dpbench.privacy.accountant import calibrate_noise
+from dpbench.privacy.books import PrivacyBooks
+from dpbench.privacy.engine import DPSettings
+from dpbench.run.config import run_location
+from dpbench.run.request import RunInputError, RunRequest, run_caps
+from dpbench.run.resolve import resolve
+
+
+def _books(max_steps):
+    private = ImageSet(torch.zeros(200, 1, 4, 4, dtype=torch.uint8), torch.zeros(200, dtype=torch.int64))
+    return PrivacyBooks(private, epsilon=3.0, delta=1e-5, device=torch.device("cpu"), seed=0, max_steps=max_steps)
+
+
+def _open(books, steps):
+    model = torch.nn.Linear(16, 1)
+    settings = DPSettings(expected_batch_size=20, steps=steps, max_grad_norm=1.0)
+    loss = lambda model_fn, example: model_fn(example["x"].reshape(1, -1)).sum()  # noqa: E731
+    return books.open(model, loss, lambda examples, generator: examples, settings, prepare=lambda x: x.float())
+
+
+@pytest.mark.parametrize("steps, cap, planned", [(50, 7, 7), (5, 7, 5), (50, None, 50)])
+def test_the_step_cap_lowers_the_plan_and_sigma_is_calibrated_for_it(steps, cap, planned):
+    trainer = _open(_books(cap), steps)
+    assert trainer.plan.planned_steps == planned
+    q = 20 / 200
+    assert trainer.plan.noise_multiplier == pytest.approx(calibrate_noise(3.0, 1e-5, q, planned, "rdp"))
+    if cap is not None and cap < steps:  # fewer steps at the same ε: less noise per step than the uncapped plan
+        assert trainer.plan.noise_multiplier < calibrate_noise(3.0, 1e-5, q, steps, "rdp")
+
+
+def test_a_capped_stage_can_take_only_its_capped_steps():
+    trainer = _open(_books(3), 50)
+    optimizer = torch.optim.SGD(trainer.trainable.values(), lr=0.1)
+    trainer.run(optimizer)
+    assert trainer.steps_done == 3
+    with pytest.raises(RuntimeError, match="planned number of DP steps is spent"):
+        trainer.step(optimizer)
+    assert math.isfinite(trainer.epsilon_so_far()) and trainer.epsilon_so_far() <= 3.0 * (1 + 1e-6)
+
+
+def _request(**caps):
+    return RunRequest(method="dp-loda", pair="digits-mnist", epsilon=5.0, preset="smoke", **caps)
+
+
+def test_caps_are_hashed_when_set_and_absent_when_not():
+    registry = load_registry()
+    plain, plain_hash, _ = run_location(_request(), resolve(registry, _request()), "digest")
+    assert "caps" not in plain and run_caps(_request()) == {}
+    hashes = {plain_hash}
+    for caps in ({"max_steps": 2}, {"max_steps": 3}, {"max_samples": 100}, {"max_steps": 2, "max_samples": 100}):
+        config, config_hash, _ = run_location(_request(**caps), resolve(registry, _request(**caps)), "digest")
+        assert config["caps"] == caps
+        hashes.add(config_hash)
+    assert len(hashes) == 5  # every cap, and every value of it, is another config
+
+
+def test_the_sample_cap_lowers_samples_per_class_and_never_raises_it():
+    registry = load_registry()
+    preset = resolve(registry, _request()).settings.samples_per_class  # 20 per class at smoke on 10 classes
+    assert resolve(registry, _request(max_samples=55)).settings.samples_per_class == 5
+    assert resolve(registry, _request(max_samples=10 ** 6)).settings.samples_per_class == preset
+    with pytest.raises(RunInputError, match="fewer than one synthetic image for each"):
+        resolve(registry, _request(max_samples=9))
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(RunInputError, match="must be an int >= 1"):
+            resolve(registry, _request(max_steps=bad))
+
+
+def test_a_capped_pretraining_recipe_is_its_own_and_never_uses_shipped_weights():
+    from dpbench.builtins import backbones
+
+    ctx = type("Ctx", (), {"preset": "default", "max_steps": 4})()
+    train = backbones._training("PRETRAIN_PRESETS", ctx)
+    assert train.steps == 4 and dataclasses.replace(train, steps=6000) == backbones._table("PRETRAIN_PRESETS", "default")
+    assert not backbones._shipped(ctx, "PRETRAIN_PRESETS")
+    ctx.max_steps = 10 ** 6  # a cap above the recipe changes nothing: the shipped weights still apply
+    assert backbones._training("PRETRAIN_PRESETS", ctx) == backbones._table("PRETRAIN_PRESETS", "default")
+    assert backbones._shipped(ctx, "PRETRAIN_PRESETS", "AUTOENCODER_PRESETS")
+
+
+@pytest.mark.slow  # a whole run through the CLI (about 10 s on an idle machine)
+def test_a_capped_run_records_its_caps_and_spends_only_the_capped_steps(mock_method, tmp_path, shared_cache):
+    args = ["run", "--method", mock_method, "--pair", "digits-mnist", "--eps", "2", "--preset", "smoke",
+            "--set", "steps=40", "--set", "samples_per_class=20", "--evaluator", "accuracy", "--cache-dir",
+            str(shared_cache), "--json"]
+    capped = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "capped"), "--max-steps", "3",
+                                       "--max-samples", "50"])
+    assert capped.exit_code == 0, capped.output
+    record = json.loads(capped.stdout)
+    assert record["config"]["caps"] == {"max_steps": 3, "max_samples": 50}
+    assert record["privacy"]["steps"] == 3 and [s["planned_steps"] for s in record["privacy"]["stages"]] == [3]
+    assert record["privacy"]["epsilon"] <= 2.0
+    assert record["method"]["settings"]["samples_per_class"] == 5 and record["synthetic"]["n"] == 50
+
+
+def test_a_capped_pretraining_must_name_its_own_folder():
+    result = CliRunner().invoke(main, ["pretrain", "--pair", "digits-mnist", "--preset", "smoke", "--max-steps", "2"])
+    assert result.exit_code == 2 and "pass --out FOLDER" in result.output
