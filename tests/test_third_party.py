@@ -62,7 +62,8 @@ def test_readme_plugin_runs_through_run_and_leaderboard(plugin_path, tmp_path, s
     board = runner.invoke(main, ["leaderboard", "--runs", str(tmp_path / "runs"), "--output", str(tmp_path / "lb")])
     assert board.exit_code == 0, board.output
     text = (tmp_path / "lb" / "LEADERBOARD.md").read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| dp-mean-image")]
+    details = "".join(part for part in text.split("### ") if ": details" in part.split("\n")[0])
+    rows = [line for line in details.splitlines() if line.startswith("| dp-mean-image")]
     assert len(rows) == 3
     assert any("| smoke " in r and "batch_size=128" in r for r in rows)
     assert any("| default " in r and "steps=10 (" in r for r in rows)
