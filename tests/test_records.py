@@ -211,8 +211,10 @@ def test_leaderboard_mean_std_over_seeds_with_reference_rows(tmp_path):
     assert "85.00% ± 63.53% (n = 2)" in text
     assert "dp-ldm" not in text.split("## Published")[0]  # failed runs never reach the table
     eps10 = text.split("## digits-mnist, ε = 10")[1].split("##")[0]
-    assert "*dp-loda (no DP, ε = ∞)*" in eps10 and "*public-only (no private data, ε = 0)*" in eps10
-    assert "25.00%" in eps10  # the trainable fraction column
+    references = text.split("### digits-mnist: references")[1].split("##")[0]  # once per pair, not per ε
+    assert re.search(r"\| dp-loda \(default, preset defaults, \w+\) without DP \(ε = ∞\)", references)
+    assert "| public-only generator: public-only (ε = 0)" in references
+    assert "25.00%" in text.split("### digits-mnist: costs")[1]  # the trainable fraction
     # the published DPDM number is MNIST's (pair svhn-mnist): shown only once a run of that pair is there
     assert "**dp-diffusion (DPDM, published)**" not in text
 
@@ -239,7 +241,7 @@ def test_leaderboard_mean_std_over_seeds_with_reference_rows(tmp_path):
     _write(runs, _record("dp-loda", 10.0, 0, 30.0, 0.9, pair="svhn-mnist"))
     text = build_leaderboard(runs, tmp_path / "board", published).read_text()
     assert "## svhn-mnist, ε = 10" in text
-    assert "**dp-diffusion (DPDM, published)**" in text.split("## Published reference numbers")[1]  # marked row
+    assert "**dp-diffusion (DPDM, published)**" in text.split("### svhn-mnist: references")[1]  # marked row
 
 
 def test_records_of_another_schema_version_are_skipped_with_a_warning(tmp_path):
