@@ -338,7 +338,7 @@ def tune(as_json, **options):
 @leaderboard_options()
 def leaderboard(runs, out, output, compare_to, fmt):
     """Merge the completed records under every RUNS root into OUT/records/ (record.json and samples.png, never
-    the synthetic sets; a run counts once, and never replaces another run's record there), then rebuild the
+    the synthetic sets; a run counts once, and nothing there is overwritten in place), then rebuild the
     leaderboard from OUT/records/ and the COMPARE_TO folders: each record's ε recomputed, per pair a
     privacy-utility plot and a cost plot in OUT/plots/, and a table per ε of mean ± 95% CI over seeds."""
     from dpbench.report.leaderboard import build_leaderboard
