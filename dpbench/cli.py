@@ -340,7 +340,7 @@ def leaderboard(runs, out, output, compare_to, fmt):
     """Merge the completed records under every RUNS root into OUT/records/ (record.json and samples.png, never
     the synthetic sets; a run counts once, and nothing there is overwritten in place), then rebuild the
     leaderboard from OUT/records/ and the COMPARE_TO folders: each record's ε recomputed, per pair a
-    privacy-utility plot and a cost plot in OUT/plots/, and a table per ε of mean ± 95% CI over seeds."""
+    privacy-utility and a cost plot in OUT/plots/, then the ranked tables of docs/leaderboard.md."""
     from dpbench.report.leaderboard import build_leaderboard
 
     path = build_leaderboard(list(runs), out_folder(out, output), list(load_plugins().published.values()), fmt,
