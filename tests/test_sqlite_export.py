@@ -91,3 +91,24 @@ def test_the_command_writes_the_sqlite_file_into_out(tmp_path):
     assert result.exit_code == 0, result.output
     with sqlite3.connect(tmp_path / "board" / "leaderboard.sqlite") as connection:
         assert connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 4
+
+
+@pytest.mark.slow  # two whole (mock) runs
+def test_smoke_runs_become_rows_the_documented_query_reads(tmp_path, mock_method, shared_cache):
+    runner, runs = CliRunner(), tmp_path / "runs"
+    for eps in ("1", "10"):
+        result = runner.invoke(main, ["run", "--method", mock_method, "--pair", "digits-mnist", "--eps", eps,
+                                      "--preset", "smoke", "--evaluator", "accuracy", "--out", str(runs),
+                                      "--cache-dir", str(shared_cache), "--json"])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["leaderboard", "--runs", str(runs), "--out", str(tmp_path / "board"),
+                                  "--format", "sqlite"])
+    assert result.exit_code == 0, result.output
+    records = {json.loads(p.read_text())["privacy"]["epsilon_target"]: json.loads(p.read_text())
+               for p in runs.rglob("record.json")}
+    with sqlite3.connect(tmp_path / "board" / "leaderboard.sqlite") as connection:
+        rows = connection.execute(documented_query()).fetchall()
+        assert connection.execute("SELECT COUNT(*) FROM runs WHERE preset = 'smoke'").fetchone()[0] == 2
+    # only the ε = 1 run is at ε ≤ 5
+    assert [(method, best, eps) for _, method, best, eps, _, _ in rows] == [
+        (mock_method, pytest.approx(records[1.0]["metrics"]["accuracy"]["value"]), 1.0)]
