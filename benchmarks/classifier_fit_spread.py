@@ -1,15 +1,20 @@
-"""How much the `accuracy` evaluator moves with the classifier fit alone: one finished run's synthetic.npz, the
-downstream classifier trained with several seeds, each tested on the pair's private test split.
+"""How much the `accuracy` evaluator moves by itself: one finished run's synthetic.npz, re-scored with several
+evaluation seeds; for each N, the evaluator with N classifier fits (the mean of the first N of that seed's fits,
+as dpbench.eval.downstream.score_fits draws them) and its standard deviation over the evaluation seeds.
 
-A diagnostic of the evaluator's noise: it reads the private test split, so it explains spreads and chooses
-nothing.
+A diagnostic of the evaluator's noise: it reads the private test split, so it explains spreads and chooses only
+the number of fits (never a method's setting).
 
-    python benchmarks/classifier_fit_spread.py runs/digits-mnist/dp-loda/default-20e7421621/eps10/seed0 --fits 5
+    python benchmarks/classifier_fit_spread.py RUN_DIR --eval-seeds 0 1 2 3 4 --fits 5 --n 1 3 5 --out spread.json
+
+Evaluation seeds can be split over processes (`--eval-seeds 0 1 2 --out a.json`, `--eval-seeds 3 4 --out b.json`)
+and their fits combined afterwards: `--combine a.json b.json --n 1 3 5 --out spread.json`.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -17,33 +22,73 @@ import torch
 
 from dpbench.cli import load_registry
 from dpbench.data.types import ImageSet
-from dpbench.eval.downstream import train_and_test
+from dpbench.eval.downstream import CLASSIFIER_FITS, DOWNSTREAM_TRAINING, score_fits
 from dpbench.run.synthetic import load_synthetic
+
+
+def spread(fits_by_seed: list[list[float]], sizes: list[int]) -> dict:
+    """For each N: the evaluator's score at every evaluation seed (mean of its first N fits) and their SD; and the
+    SD of one fit over every fit drawn (all seeds pooled), with what independent fits predict for N: SD₁ / √N."""
+    pooled = [a for fits in fits_by_seed for a in fits]
+    sd_one = statistics.stdev(pooled) if len(pooled) > 1 else math.nan
+    rows = {}
+    for n in sizes:
+        scores = [statistics.fmean(fits[:n]) for fits in fits_by_seed if len(fits) >= n]
+        rows[str(n)] = {"scores": scores, "repetitions": len(scores), "mean": statistics.fmean(scores),
+                        "sd": statistics.stdev(scores) if len(scores) > 1 else math.nan,
+                        "sd_predicted": sd_one / math.sqrt(n)}
+    return {"sd_one_fit_pooled": sd_one, "fits_pooled": len(pooled), "by_n": rows}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", nargs="+", type=Path, help="finished generator runs (record.json, synthetic.npz)")
-    parser.add_argument("--fits", type=int, default=5, help="classifier seeds 0 .. fits - 1")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("run_dir", type=Path, nargs="?", help="a finished generator run (record.json, synthetic.npz)")
+    parser.add_argument("--eval-seeds", type=int, nargs="+", default=list(range(10)), help="evaluation seeds")
+    parser.add_argument("--combine", type=Path, nargs="+", default=None,
+                        help="fit nothing: combine the fits of earlier --out files (of one run) and report")
+    parser.add_argument("--fits", type=int, default=5, help="classifier fits drawn per evaluation seed (the largest N)")
+    parser.add_argument("--n", type=int, nargs="+", default=[1, 3, 5], help="evaluator sizes N to report")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON written after every evaluation seed")
     args = parser.parse_args()
-    registry = load_registry()
-    rows = []
-    for run_dir in args.run_dirs:
-        record = json.loads((run_dir / "record.json").read_text())
-        pair = registry.pair(record["pair"]["name"])
-        test = pair.load(None).private_test
-        train = ImageSet(*load_synthetic(run_dir, record["synthetic"]))
-        preset = record["preset"]
-        accuracies = [train_and_test(pair, train, test, preset=preset, seed=seed, device=torch.device("cpu"))
-                      for seed in range(args.fits)]
-        rows.append({"run": str(run_dir), "preset": preset, "accuracies": accuracies,
-                     "mean": statistics.fmean(accuracies), "stdev": statistics.stdev(accuracies)})
-        if not args.json:
-            print(f"{run_dir}: {' '.join(f'{a:.3f}' for a in accuracies)}  mean {rows[-1]['mean']:.3f}, "
-                  f"sd {rows[-1]['stdev']:.3f}")
-    if args.json:
-        print(json.dumps(rows, indent=2))
+    if max(args.n) > args.fits:
+        parser.error(f"--n {max(args.n)} needs --fits >= {max(args.n)}")
+    if args.combine:
+        documents = [json.loads(path.read_text()) for path in args.combine]
+        document = {**documents[0], "fits_by_eval_seed": {k: v for d in documents for k, v in d["fits_by_eval_seed"].items()}}
+        if len({d["run"] for d in documents}) > 1:
+            parser.error("--combine: the files score different runs")
+    else:
+        if args.run_dir is None:
+            parser.error("a run folder is needed (or --combine)")
+        document = fit_all(args)
+    document["spread"] = spread(list(document["fits_by_eval_seed"].values()), args.n)
+    if args.out is not None:
+        args.out.write_text(json.dumps(document, indent=2) + "\n")
+    for n, row in document["spread"]["by_n"].items():
+        print(f"N = {n}: mean {row['mean']:.4f}, sd {row['sd']:.4f} over {row['repetitions']} evaluation seeds "
+              f"(one fit's sd / sqrt(N): {row['sd_predicted']:.4f})")
+
+
+def fit_all(args) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    record = json.loads((args.run_dir / "record.json").read_text())
+    pair = load_registry().pair(record["pair"]["name"])
+    test = pair.load(None).private_test
+    train = ImageSet(*load_synthetic(args.run_dir, record["synthetic"]))
+    preset = record["preset"]
+    document = {"run": str(args.run_dir), "method": record["method"]["name"],
+                "epsilon": record["privacy"]["epsilon_target"], "seed": record["seed"], "preset": preset,
+                "n_train": len(train), "n_test": len(test), "training": DOWNSTREAM_TRAINING[preset],
+                "default_fits": CLASSIFIER_FITS[preset], "fits_by_eval_seed": {}}
+    for seed in args.eval_seeds:
+        fits = score_fits(pair, train, test, preset=preset, seed=seed, device=torch.device("cpu"), n_fits=args.fits)
+        document["fits_by_eval_seed"][str(seed)] = list(fits.fits)
+        print(f"eval seed {seed}: {' '.join(f'{a:.4f}' for a in fits.fits)}", flush=True)
+        if args.out is not None:  # after every seed, so that a killed run keeps what it measured
+            args.out.write_text(json.dumps(document, indent=2) + "\n")
+    return document
 
 
 if __name__ == "__main__":

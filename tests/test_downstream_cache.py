@@ -1,9 +1,16 @@
-"""The cached reference accuracies are keyed by the data they were measured on, not only by its size."""
+"""The accuracy score is the mean of N seeded classifier fits; the cached reference accuracies are keyed by the data
+they were measured on (not only by its size) and by N."""
+import json
+import math
+import statistics
+
+import pytest
 import torch
 
 from dpbench.api.registry import load_registry
 from dpbench.data.types import ImageSet
-from dpbench.eval.downstream import public_only_accuracy, real_data_accuracy
+from dpbench.eval.downstream import (CLASSIFIER_FITS, fit_seeds, public_only_accuracy, public_only_scores,
+                                     real_data_accuracy, score_fits)
 from dpbench.storage import tensor_digest
 
 
@@ -61,3 +68,27 @@ def test_a_pretrain_entry_whose_recorded_key_differs_is_rebuilt_not_reused(tmp_p
     torch.save(entry, path)
     pretrained_unet(public, config, train, **common)
     assert len(calls) == 2  # the tampered entry was rebuilt
+
+
+def test_a_score_is_the_mean_of_nested_seeded_fits_each_kept(tmp_path):
+    pair = load_registry().pair("digits-mnist")
+    train, test = _set(0, n=40), _set(1)
+    cpu = torch.device("cpu")
+    assert fit_seeds(3, 3) == fit_seeds(3, 5)[:3] and len(set(fit_seeds(3, 5))) == 5  # N's fits are N + 1's first
+    three = score_fits(pair, train, test, preset="smoke", seed=3, device=cpu, n_fits=3)
+    one = score_fits(pair, train, test, preset="smoke", seed=3, device=cpu, n_fits=1)
+    assert len(three.fits) == 3 and three.fits[:1] == one.fits
+    assert three.mean == statistics.fmean(three.fits)
+    assert three.stderr == statistics.stdev(three.fits) / math.sqrt(3) and one.stderr is None
+    assert three.extra() == {"fits": list(three.fits), "n_fits": 3, "stderr": three.stderr}
+    reference = public_only_scores(pair, train, test, preset="smoke", seed=3, device=cpu, cache_dir=tmp_path)
+    assert len(reference.fits) == CLASSIFIER_FITS["smoke"]
+    [entry] = [json.loads(p.read_text()) for p in (tmp_path / "public_only").iterdir()]
+    assert entry["fits"] == list(reference.fits) and entry["key"]["fits"] == CLASSIFIER_FITS["smoke"]
+    assert entry["accuracy"] == reference.mean
+    assert public_only_scores(pair, train, test, preset="smoke", seed=3, device=cpu, cache_dir=tmp_path) == reference
+
+
+def test_no_fit_is_refused():
+    with pytest.raises(ValueError, match="n_fits=0"):
+        fit_seeds(0, 0)

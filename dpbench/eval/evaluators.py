@@ -40,30 +40,34 @@ class AccuracyEvaluator(Evaluator):
     applies_to = ("generator", "classifier")
 
     def settings(self, preset: str) -> dict:
-        from dpbench.eval.downstream import DOWNSTREAM_TRAINING
+        from dpbench.eval.downstream import CLASSIFIER_FITS, DOWNSTREAM_TRAINING
 
-        return {"test_split": "private_test", "training": DOWNSTREAM_TRAINING[preset]}
+        return {"test_split": "private_test", "training": DOWNSTREAM_TRAINING[preset],
+                "classifier_fits": CLASSIFIER_FITS[preset]}
 
     def evaluate(self, ctx: EvalContext) -> list[Metric]:
-        from dpbench.eval.downstream import public_only_accuracy, real_data_accuracy, train_and_test
+        from dpbench.eval.downstream import public_only_scores, real_data_scores, score_fits
 
         test = ctx.private_test
         task = ctx.progress.task("downstream classifier", total=None)
-        if ctx.produces == "generator":
+        if ctx.produces == "generator":  # the mean of N classifier fits, each fit's accuracy in the extra
             synthetic = ImageSet(ctx.samples, ctx.sample_labels)
-            value = train_and_test(ctx.pair, synthetic, test, preset=ctx.preset, seed=ctx.seed, device=ctx.device)
+            scores = score_fits(ctx.pair, synthetic, test, preset=ctx.preset, seed=ctx.seed, device=ctx.device)
+            metrics = [Metric("accuracy", scores.mean, higher_is_better=True, extra=scores.extra())]
         else:
             predictions = ctx.artifact.predict(test.images)
-            value = (predictions.cpu() == test.labels).float().mean().item()
-        metrics = [Metric("accuracy", value, higher_is_better=True)]
+            metrics = [Metric("accuracy", (predictions.cpu() == test.labels).float().mean().item(),
+                              higher_is_better=True)]
         if ctx.produces == "generator" and ctx.private_train is not None:
-            ceiling = real_data_accuracy(ctx.pair, ctx.private_train, test, ctx.sample_labels, preset=ctx.preset,
-                                         seed=ctx.seed, device=ctx.device, cache_dir=ctx.cache_dir)
-            metrics.append(Metric("accuracy_real_data", ceiling, higher_is_better=True, reference=True))
+            ceiling = real_data_scores(ctx.pair, ctx.private_train, test, ctx.sample_labels, preset=ctx.preset,
+                                       seed=ctx.seed, device=ctx.device, cache_dir=ctx.cache_dir)
+            metrics.append(Metric("accuracy_real_data", ceiling.mean, higher_is_better=True, reference=True,
+                                  extra=ceiling.extra()))
         public = ctx.public_train
         if len(public) and int(public.labels.max()) < ctx.pair.num_classes:  # else public labels are another label space
-            reference = public_only_accuracy(ctx.pair, public, test, preset=ctx.preset, seed=ctx.seed,
-                                             device=ctx.device, cache_dir=ctx.cache_dir)
-            metrics.append(Metric("accuracy_public_only", reference, higher_is_better=True, reference=True))
+            reference = public_only_scores(ctx.pair, public, test, preset=ctx.preset, seed=ctx.seed,
+                                           device=ctx.device, cache_dir=ctx.cache_dir)
+            metrics.append(Metric("accuracy_public_only", reference.mean, higher_is_better=True, reference=True,
+                                  extra=reference.extra()))
         task.close()
         return metrics
