@@ -109,3 +109,19 @@ def test_a_capped_run_records_its_caps_and_spends_only_the_capped_steps(mock_met
 def test_a_capped_pretraining_must_name_its_own_folder():
     result = CliRunner().invoke(main, ["pretrain", "--pair", "digits-mnist", "--preset", "smoke", "--max-steps", "2"])
     assert result.exit_code == 2 and "pass --out FOLDER" in result.output
+
+
+def test_a_run_that_cannot_fit_is_refused_before_it_starts_naming_the_memory(mock_method, tmp_path, monkeypatch):
+    from dpbench.run.memory import parse_bytes
+
+    assert parse_bytes("24GB") == 24 * 10**9 and parse_bytes("1.5 GiB") == 3 * 2**29 and parse_bytes("4096") == 4096
+    monkeypatch.setenv("DPBENCH_MEMORY_LIMIT", "1GB")  # below the fixed allowance alone
+    args = ["run", "--method", mock_method, "--pair", "digits-mnist", "--eps", "2", "--preset", "smoke",
+            "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "needs about 2.0 GiB of host memory, more than the 0.9 GiB available" in result.output
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()  # nothing written, nothing computed
+    monkeypatch.setenv("DPBENCH_MEMORY_LIMIT", "lots")
+    assert "is not a size" in CliRunner().invoke(main, args).output
+

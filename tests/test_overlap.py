@@ -152,6 +152,17 @@ def test_thousands_of_identical_images_stay_bounded_and_report_capping(caplog, t
     with caplog.at_level("WARNING", logger="dpbench.data.overlap"):
         summary = overlap_module.overlap_summary(cached_overlap("identical", splits, "digest", tmp_path))
     assert summary["public~private_train"] == 20_000 and "capped" in caplog.text and "lower bounds" in caplog.text
+    from dpbench.data import check as check_module
+
+    monkeypatch.setattr(check_module, "splits_and_digest", lambda spec, root: (splits, "digest"))
+    spec = type("Spec", (), {"name": "identical", "check_files": None})()
+    entry = check_module.check_pair(spec, None, tmp_path, warn=print)
+    assert entry["overlap_capped"]["public~private_train"] == {"verified_candidates": 20_000,
+                                                               "hash_candidates": 6_000_000,
+                                                               "hash_candidates_capped": False}
+    text = check_module.check_text(entry, None)  # what `dpbench data check` prints: the capping, not just a count
+    assert "public~private_train >= 20000" in text
+    assert "capped: public~private_train verified 20,000 of 6,000,000 hash candidates" in text
 
 
 def test_a_cluster_of_distinct_near_identical_hashes_stops_at_the_bucket_pair_budget():

@@ -223,6 +223,27 @@ def test_imagenet32_npz_memory_maps_stored_members(tmp_path, compressed):
     assert len(subset) == 100 and any("ImageNet32 train: 400 images" in w for w in warnings)
 
 
+@pytest.mark.parametrize("compressed", [False, True])
+def test_imagenet32_whole_split_is_every_batch_file_in_order(tmp_path, compressed):
+    write_imagenet32(tmp_path, compressed=compressed)
+    whole, _ = imagenet32_npz.load_split(tmp_path, "train")  # copied batch by batch into one preallocated tensor
+    batches = [imagenet32_npz.read_batch(p) for p in imagenet32_npz.split_paths(tmp_path, "train")]
+    assert whole.images.shape == (sum(len(l) for _, l in batches), 3, 32, 32) and whole.images.dtype == torch.uint8
+    assert np.array_equal(whole.images.reshape(len(whole), -1).numpy(), np.concatenate([d for d, _ in batches]))
+    assert np.array_equal(whole.labels.numpy(), np.concatenate([l for _, l in batches]) - 1)
+
+
+def test_to_gray_in_chunks_is_pils_luma_for_every_image():
+    from PIL import Image
+
+    rgb = torch.randint(0, 256, (23, 3, 5, 4), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    gray = rp.to_gray(rgb, chunk=5)  # chunk boundaries inside the batch, and a short last chunk
+    pil = np.stack([np.asarray(Image.fromarray(x.permute(1, 2, 0).numpy()).convert("L")) for x in rgb])
+    assert gray.shape == (23, 1, 5, 4) and gray.dtype == torch.uint8
+    assert np.abs(gray[:, 0].numpy().astype(int) - pil.astype(int)).max() <= 1
+    assert torch.equal(gray, rp.to_gray(rgb, chunk=1000))
+
+
 @pytest.mark.hostile_case("ImageNet32 npz labels off by one are refused")
 def test_imagenet32_zero_based_labels_are_rejected(tmp_path):
     path = tmp_path / "Imagenet32_val_npz" / "val_data.npz"

@@ -31,16 +31,21 @@ def splits_and_digest(spec: Any, data_root: str | os.PathLike | None) -> tuple[d
 
 
 def overlap_counts(spec: Any, data_root: str | os.PathLike | None, cache_dir: os.PathLike,
-                   warn: Callable[[str], None]) -> dict | None:
-    """The pair's near-duplicate counts (cached by data digest); None, with a warning, when its data cannot be read."""
+                   warn: Callable[[str], None]) -> tuple[dict | None, dict]:
+    """The pair's near-duplicate counts (cached by data digest) and, per capped comparison, (verified, hash
+    candidates): its count is a lower bound. (None, {}), with a warning, when its data cannot be read."""
     from dpbench.data.overlap import cached_overlap, overlap_summary
 
     try:
         splits, digest = splits_and_digest(spec, data_root)
     except Exception as exc:  # the file report already names what is wrong
         warn(f"  (overlap not computed: {type(exc).__name__}: {exc})")
-        return None
-    return overlap_summary(cached_overlap(spec.name, splits, digest, cache_dir))
+        return None, {}
+    result = cached_overlap(spec.name, splits, digest, cache_dir)
+    capped = {name: {"verified_candidates": c["verified_candidates"], "hash_candidates": c["hash_candidates"],
+                     "hash_candidates_capped": c["hash_candidates_capped"]}
+              for name, c in result["comparisons"].items() if c.get("capped")}
+    return overlap_summary(result), capped
 
 
 def check_pair(spec: Any, data_root: str | os.PathLike | None, cache_dir: os.PathLike,
@@ -48,10 +53,10 @@ def check_pair(spec: Any, data_root: str | os.PathLike | None, cache_dir: os.Pat
     """One pair's entry of `dpbench data check --json`: its files' statuses and, when usable, its overlap."""
     statuses = spec.check_files(data_root) if spec.check_files else []
     ready = all(s.status == "present" for s in statuses)
+    overlap, capped = overlap_counts(spec, data_root, cache_dir, warn) if ready else (None, {})
     return {"pair": spec.name, "ready": ready, "needs_files": bool(spec.check_files),
             "files": [{"path": s.path, "status": s.status, "detail": s.detail} for s in statuses],
-            "overlap": overlap_counts(spec, data_root, cache_dir, warn) if ready else None,
-            "_statuses": statuses}
+            "overlap": overlap, "overlap_capped": capped, "_statuses": statuses}
 
 
 def check_text(entry: dict, data_root: str | os.PathLike | None) -> str:
@@ -62,7 +67,13 @@ def check_text(entry: dict, data_root: str | os.PathLike | None) -> str:
     else:
         text = f"pair {entry['pair']!r}: embedded, needs no files"
     if entry["overlap"] is not None:
-        text += "\n  near-duplicates: " + ", ".join(f"{k} {v}" for k, v in entry["overlap"].items())
+        capped = entry["overlap_capped"]
+        text += "\n  near-duplicates: " + ", ".join(f"{k} {'>= ' if k in capped else ''}{v}"
+                                                    for k, v in entry["overlap"].items())
+        for name, c in capped.items():
+            text += (f"\n  capped: {name} verified {c['verified_candidates']:,} of "
+                     f"{'at least ' if c['hash_candidates_capped'] else ''}{c['hash_candidates']:,} hash candidates, "
+                     "so its count is a lower bound (`dpbench data overlap --json` has the details)")
     return text + ("\n  => ready" if entry["ready"] else "\n  => NOT ready") + "\n"
 
 

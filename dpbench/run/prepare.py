@@ -14,6 +14,7 @@ from dpbench.data.types import PairData
 from dpbench.privacy.checkpoint import CheckpointMismatchError, CheckpointPlan
 from dpbench.privacy.distributed import SINGLE, World
 from dpbench.run.config import run_location
+from dpbench.run.memory import check_fits
 from dpbench.run.request import RunInputError, RunRequest, check_delta, check_request
 from dpbench.run.resolve import Resolved, resolve
 
@@ -64,6 +65,7 @@ def plan_run(registry: Registry, request: RunRequest, data: PairData | None = No
             raise RunInputError(str(exc)) from None
     digest = digest or data_digest(data)
     large_delta = check_delta(request, resolved.method, resolved.pair.name, len(data.private_train))
+    check_fits(data, resolved.pair, resolved.settings, resolved.method.trains_on_private)
     config, config_hash, directory = run_location(request, resolved, digest)
     return RunPlan(request, resolved, data, digest, large_delta, config, config_hash, directory)
 

@@ -108,14 +108,18 @@ def read_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return data, labels.astype(np.int64)
 
 
-def probe_batch(path: str | Path) -> str:
-    """Structure check from the .npy headers alone (no image data is read); returns a note."""
+def image_count(path: str | Path) -> int:
+    """The batch file's image count, structure checked from the .npy headers alone (no image data is read)."""
     path = Path(path)
     with _open(path) as zf:
         shape, _, dtype, _ = _header(path, zf, "data")
         labels_shape = _header(path, zf, "labels")[0]
     _check_shapes(path, shape, dtype, int(np.prod(labels_shape)))
-    return f"{shape[0]} images"
+    return shape[0]
+
+
+def probe_batch(path: str | Path) -> str:
+    return f"{image_count(path)} images"
 
 
 def _to_images(rows: np.ndarray) -> torch.Tensor:
@@ -137,12 +141,21 @@ def select_classes(root: str | Path, devkit_ids: Sequence[int], split: str = "tr
 
 
 def load_split(root: str | Path, split: str = "val") -> tuple[ImageSet, list[str]]:
-    """A whole split in memory with labels 0..999 (devkit id - 1); meant for val's 50k, not train's 1.28M."""
-    parts = [read_batch(p) for p in split_paths(root, split)]
-    n = sum(len(p[1]) for p in parts)
+    """A whole split in memory with labels 0..999 (devkit id - 1), copied batch file by batch file into one
+    preallocated uint8 tensor: train's 1.28M images take their 3.9 GB once, not twice (a list, then its cat)."""
+    paths = split_paths(root, split)
+    n = sum(image_count(p) for p in paths)
+    images, labels, start = torch.empty((n, 3, SIDE, SIDE), dtype=torch.uint8), [], 0
+    for path in paths:  # one batch file mapped at a time: its pages leave the resident set when it is unmapped
+        data, batch_labels = read_batch(path)
+        if start + len(data) > n:
+            raise CorruptFileError(path, "holds more images than its header announced")
+        images[start:start + len(data)].view(len(data), -1).numpy()[:] = data
+        labels.append(batch_labels)
+        start += len(data)
+        del data
     warnings = [w for w in (count_warning(f"ImageNet32 {split}", n, OFFICIAL_COUNT[split]),) if w]
-    images = torch.cat([_to_images(d) for d, _ in parts])
-    return ImageSet(images, torch.from_numpy(np.concatenate([l for _, l in parts]) - 1)), warnings
+    return ImageSet(images, torch.from_numpy(np.concatenate(labels) - 1)), warnings
 
 
 def stream(root: str | Path, split: str = "train", chunk_size: int = 4096, seed: int | None = 0) -> Iterator[ImageSet]:
