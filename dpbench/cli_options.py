@@ -349,10 +349,11 @@ EXAMPLES = {
   dpbench tune --pair digits-mnist --classifier-fits 5
 """,
     "leaderboard": """\
-  dpbench leaderboard --runs runs --out leaderboard
+  dpbench leaderboard                                # your runs/, into the user's data folder
+  dpbench leaderboard --compare-to leaderboard/records   # beside the committed rows (read only)
   dpbench leaderboard --runs node1/runs --runs node2/runs   # merge the nodes of a sweep
-  dpbench leaderboard --runs leaderboard/records     # re-render from the committed records only
-  dpbench leaderboard --runs leaderboard/records --format html
+  dpbench leaderboard --format sqlite                # every record as rows of one SQLite file
+  dpbench leaderboard --runs runs --out leaderboard  # write the committed leaderboard (maintainers)
 """,
 }
 
