@@ -150,14 +150,14 @@ def test_cost_cells_use_the_runs_that_ran_alone_and_mark_the_others(tmp_path):
                                                             (2, 2.0, 300.0), (None, None, 50.0)]):
         record["cost"]["wall_seconds"]["finetune"] = finetune
         if jobs is not None:
-            record["env"]["concurrency"] = {"sweep_jobs": jobs, "torch_threads": alone["threads"], "load_start": 0.1,
-                                            "load_end": load_end}
+            record["env"]["concurrency"] = {"sweep_jobs": jobs, "torch_threads": alone["threads"],
+                                            "load_start": [0.1, 0.1, 0.1], "load_end": [load_end, 1.0, 0.5]}
     for record in records:
         _write(runs, record)
     text = build_leaderboard(runs, tmp_path / "board").read_text()
     costs = {row[0]: row for row in _table_rows(text, "### digits-mnist: costs")[1:]}
-    assert costs["m-alone"][3] == "100 (n=1)" and costs["m-alone"][7] == "alone 1/2, shared 1/2"  # the 900 s is out
-    assert costs["m-shared"][3] == "300 ± 0 (n=2) *(shared)*" and costs["m-unknown"][3].endswith("*(load unknown)*")
+    assert costs["m-alone"][4] == "100 (n=1)" and costs["m-alone"][8] == "alone 1/2, shared 1/2"  # the 900 s is out
+    assert costs["m-shared"][4] == "300 ± 0 (n=2) *(shared)*" and costs["m-unknown"][4].endswith("*(load unknown)*")
     assert costs["m-alone"][2] == "4,000"  # steps × batch: 10 × 400, the same whatever the load
 
 
@@ -210,3 +210,28 @@ def test_the_csv_carries_ranks_and_the_pairwise_verdicts(tmp_path):
     assert (pairwise["first"], pairwise["second"], pairwise["verdict"], pairwise["shared_seeds"]) == (
         "m-best", "m-low", "better", "3")
     assert float(pairwise["ci_low"]) > 0 and pairwise["ci_method"] == "t"
+
+
+def test_the_cost_table_carries_the_benchmarked_step_time_of_the_scope(tmp_path):
+    import json
+
+    from dpbench.report.frame import records_frame
+    from dpbench.report.pairwise import pair_runs
+    from dpbench.report.step_times import step_times
+    from dpbench.report.summary import costs_table
+
+    rows = [{"method": "m-a", "scope": "pixel/loda", "k": 1, "mode": "dp", "batch": 64, "seconds_per_step": 0.25},
+            {"method": "m-a", "scope": "pixel/loda", "k": 1, "mode": "non_private", "batch": 64,
+             "seconds_per_step": 0.2},
+            {"method": "m-a", "scope": "pixel/loda", "k": 4, "mode": "dp", "batch": 64, "seconds_per_step": 0.9}]
+    (tmp_path / "dp_step-all-scopes-2026-01-01.json").write_text(json.dumps(rows))
+    times, source = step_times(tmp_path)
+    assert times == {"pixel/loda": (0.25, 64), "m-a": (0.25, 64)} and source == "dp_step-all-scopes-2026-01-01.json"
+    assert step_times(tmp_path / "none") == ({}, None)
+    record = _record("m-b", 10.0, 0, 50.0, 0.8)  # another method on the benchmarked scope
+    record["method"]["settings"].update(backbone="pixel", scope="loda")
+    frame, _ = records_frame([record, _record("m-c", 10.0, 0, 50.0, 0.8)])
+    table = "\n".join(costs_table(pair_runs(frame, "digits-mnist"), times, source))
+    cells = {row[0]: row for row in _table_rows("x\n" + table, "x")[1:]}
+    assert cells["m-b"][3] == "0.250 @ 64" and cells["m-c"][3] == "–"
+    assert "from benchmarks/dp_step-all-scopes-2026-01-01.json" in table

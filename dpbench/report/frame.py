@@ -5,6 +5,7 @@ import math
 
 import pandas as pd
 
+from dpbench.report.step_times import scope_of
 from dpbench.run.records import decode_number
 
 # rows whose DP noise came from the run seed are simulations of DP: anyone with the seed can regenerate the noise
@@ -13,7 +14,7 @@ CELL_KEYS = ["pair", "method", "preset", "config_hash", "epsilon"]  # one leader
 KID_DEFAULT_SUBSET = 1000  # torch-fidelity's kid_subset_size default, which records before kid_subset_size used
 OUTSIDE_ATTR = "outside_guarantee"
 MEMORISATION_METRICS = ("copies_train_fraction", "copies_flagged")  # shown in the copies column, not as metrics
-OTHER_LOAD = 1.0  # a run shared the machine when, at its end, the 1-min load average minus its own torch threads
+OTHER_LOAD = 1.0  # a run shared the machine when, at its end, the 1-minute load average minus its own torch threads
 # was at least one busy core
 
 
@@ -58,6 +59,8 @@ def load_status(env: dict) -> str:
     if not isinstance(concurrency, dict):
         return "unknown"
     jobs, threads, load_end = (concurrency.get(k) for k in ("sweep_jobs", "torch_threads", "load_end"))
+    if isinstance(load_end, (list, tuple)):  # the 1-, 5- and 15-minute averages: the 1-minute one follows the run
+        load_end = load_end[0] if load_end else None
     if jobs is not None and jobs > 1:
         return "shared"
     if threads is None or load_end is None:
@@ -115,6 +118,7 @@ def records_frame(records: list[dict]) -> tuple[pd.DataFrame, dict[str, bool]]:
             "examples": examples_processed(privacy), "produces": record["method"].get("produces"),
             "method_reference": record["method"].get("reference") or "",
             "n_private_train": record["pair"].get("n_private_train"), "withheld": withheld_reason(record),
+            "scope": scope_of(record["method"].get("settings") or {}),
         }
         outside_metrics = record.get("outside_guarantee", {}).get("metrics", {})
         for name, metric in {**record["metrics"], **outside_metrics}.items():

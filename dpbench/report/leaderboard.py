@@ -18,6 +18,7 @@ from dpbench.report.frame import (
 from dpbench.report.pairwise import compare_pair, pair_runs
 from dpbench.report.recheck import partition
 from dpbench.report.stats import format_interval, mean_interval
+from dpbench.report.step_times import step_times
 from dpbench.report.summary import (
     classifier_caption, costs_table, mixed_commits_note, pairwise_table, references_table, summary_tables,
 )
@@ -164,7 +165,7 @@ def _pair_sections(pair: str, frame: pd.DataFrame, direction: dict[str, bool], s
     lines += [f"### {pair}: costs", "",
               "Timings are the mean ± 95% CI over the runs that ran alone; when none did, over every run, marked "
               "*(shared)* or *(load unknown)*. steps × batch is the DP work itself, which load cannot distort.", ""]
-    return lines + costs_table(runs)
+    return lines + costs_table(runs, *step_times())
 
 
 def render(records: list[dict], sample_links: dict | None = None, published: list[PublishedResult] = (),

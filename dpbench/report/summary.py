@@ -226,9 +226,19 @@ def _time_cell(cell: pd.DataFrame, column: str) -> str:
     return text
 
 
-def costs_table(runs: pd.DataFrame) -> list[str]:
-    """A row per (line, ε): the DP work (steps × batch, which load cannot distort), the timings from the runs
-    that ran alone (marked when none did), memory and trainable parameters."""
+def _benchmark_cell(cell: pd.DataFrame, times: dict[str, tuple[float, int]]) -> str:
+    """The benchmark's seconds per DP step for the cell's scope (else its method), at the benchmark's batch."""
+    scope = cell["scope"].dropna().iloc[0] if "scope" in cell and cell["scope"].notna().any() else None
+    entry = times.get(scope) or times.get(cell["method"].iloc[0])
+    return "–" if entry is None else f"{entry[0]:.3f} @ {entry[1]}"
+
+
+def costs_table(runs: pd.DataFrame, times: dict[str, tuple[float, int]] | None = None,
+                source: str | None = None) -> list[str]:
+    """A row per (line, ε): the DP work (steps × batch) and the benchmark's per-step time (TIMES, from the file
+    SOURCE), which load cannot distort; the timings from the runs that ran alone (marked when none did), memory
+    and trainable parameters."""
+    times = times or {}
     body = []
     for (epsilon, label), cell in runs.groupby(["epsilon", "line"], sort=True):
         examples = cell["examples"].dropna() if "examples" in cell else pd.Series(dtype=float)
@@ -236,6 +246,7 @@ def costs_table(runs: pd.DataFrame) -> list[str]:
         params = cell["trainable_parameters"].dropna()
         body.append([label, epsilon_label(epsilon),
                      "–" if examples.empty else format(int(examples.iloc[0]), ","),
+                     "–" if is_reference_epsilon(epsilon) else _benchmark_cell(cell, times),
                      _time_cell(cell, "wall_finetune"), _time_cell(cell, "wall_total"),
                      "–" if cell["peak_memory_mb"].dropna().empty else format(cell["peak_memory_mb"].mean(), ".0f"),
                      "–" if params.empty else f"{params.iloc[0]:,.0f} ({format(fraction.iloc[0], '.2%')})"
@@ -243,7 +254,9 @@ def costs_table(runs: pd.DataFrame) -> list[str]:
                      _load_mark(cell["load"])])
     if not body:
         return []
-    headers = ["method", "ε", "steps × batch", "DP fine-tune s", "run wall s", "peak MB", "trainable params",
-               "load"]
-    return [tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    headers = ["method", "ε", "steps × batch", "DP step s @ batch (benchmark)", "DP fine-tune s", "run wall s",
+               "peak MB", "trainable params", "load"]
+    note = ([f"DP step s: seconds per DP step of the method's scope at that batch on a quiet machine, from "
+             f"benchmarks/{source} (`benchmarks/dp_step.py`), not from these runs.", ""] if source else [])
+    return [tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), ""] + note
 
