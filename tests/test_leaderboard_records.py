@@ -168,6 +168,8 @@ def test_rows_name_their_commit_copies_and_a_withheld_grid(tmp_path):
     for record, fraction in ((kept, 0.0), (withheld, 0.2)):
         record["metrics"]["copies_train_fraction"] = {"value": fraction, "higher_is_better": False,
                                                       "reference": False, "evaluator": "copies"}
+    withheld["metrics"]["copies_test_fraction"] = {"value": 0.01, "higher_is_better": False, "reference": True,
+                                                   "evaluator": "copies"}
     withheld["withheld"] = {"grid": "20% of the samples copy a training image"}
     for record in (kept, withheld):
         (_write(runs, record) / "samples.png").write_bytes(b"grid")
@@ -176,7 +178,8 @@ def test_rows_name_their_commit_copies_and_a_withheld_grid(tmp_path):
     header = _table_rows(text, "### digits-mnist, ε = 10: details")[0]
     samples, commit, copies = header.index("samples"), header.index("commit(s)"), header.index("copies")
     assert details["m-a"][commit] == "1234567" and details["m-b"][commit] == "7654321"
-    assert details["m-a"][copies] == "0.0%" and details["m-b"][copies] == "20.0%"
+    assert details["m-a"][copies] == "0.0%" and details["m-b"][copies] == "20.0% (test 1.0%)"
+    assert not any(h.startswith("copies_") for h in header)  # the copy check's metrics make the one column
     assert details["m-b"][samples] == "withheld: 20% of the samples copy a training image"
     assert details["m-a"][samples].startswith("[png](")
     grids = [p.name for p in (tmp_path / "board" / "samples").rglob("*.png")]

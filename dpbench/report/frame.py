@@ -13,7 +13,8 @@ NOISE_LABEL = {"seeded (simulation)": "seeded", "os-seeded": "os-seeded", "secur
 CELL_KEYS = ["pair", "method", "preset", "config_hash", "epsilon"]  # one leaderboard row, averaged over its seeds
 KID_DEFAULT_SUBSET = 1000  # torch-fidelity's kid_subset_size default, which records before kid_subset_size used
 OUTSIDE_ATTR = "outside_guarantee"
-MEMORISATION_METRICS = ("copies_train_fraction", "copies_flagged")  # shown in the copies column, not as metrics
+# the copy check's metrics (copies_train_fraction, copies_test_fraction, copies_ct, copies_flagged) make one column
+MEMORISATION_METRICS = ("copies_train_fraction", "copies_test_fraction", "copies_ct", "copies_flagged")
 OTHER_LOAD = 1.0  # a run shared the machine when, at its end, the 1-minute load average minus its own torch threads
 # was at least one busy core
 

@@ -79,10 +79,13 @@ def _metric_cell(runs: pd.DataFrame, metric: str) -> str:
 
 
 def _copies_cell(runs: pd.DataFrame) -> str:
-    """The mean share of synthetic images that copy a training image, and how many runs were flagged."""
+    """The mean share of synthetic images that nearly copy a private training image (and, beside it, a private test
+    image, which no run saw), and how many runs were flagged."""
     if "copies_train_fraction" not in runs or runs["copies_train_fraction"].dropna().empty:
         return "–"
     text = format(runs["copies_train_fraction"].mean(), ".1%")
+    if "copies_test_fraction" in runs and runs["copies_test_fraction"].notna().any():
+        text += f" (test {runs['copies_test_fraction'].mean():.1%})"  # the same ratio against unseen images
     flagged = int(runs["copies_flagged"].fillna(0).astype(bool).sum()) if "copies_flagged" in runs else 0
     return text + (f" (flagged {flagged}/{len(runs)})" if flagged else "")
 
