@@ -160,7 +160,9 @@ def test_plot_series_hold_lines_references_and_published_points():
     assert lines["dp-loda"].epsilons == [1.0, 10.0]
     assert _same(lines["dp-loda"].intervals[1], mean_interval([0.70, 0.75, 0.80]))  # error bars: the cells' 95% CI
     references = {(r.kind, r.label): r.value for r in accuracy.references}
-    assert references == {("no DP", "dp-loda, no DP (ε = ∞)"): 0.95, ("public data only", "public-only"): 0.4}
+    # named as the page's references table names them
+    assert references == {("no DP", "dp-loda without DP (ε = ∞)"): 0.95,
+                          ("public data only", "public-only generator: public-only"): 0.4}
     # only the published number of this pair, at its ε, marked as published
     assert [(p.label, p.epsilon, p.value) for p in accuracy.published] == [
         ("published: dp-loda (paper), MNIST", 10.0, 0.97)]

@@ -106,12 +106,13 @@ def utility_series(frame: pd.DataFrame, pair: str, metric: str, published: list[
                 lines.append(line)
             for epsilon, seeds in cell[cell["epsilon"].map(is_reference_epsilon)].groupby("epsilon"):
                 kind = "public data only" if epsilon == 0 else "no DP"
-                name = label if epsilon == 0 else f"{label}, no DP (ε = ∞)"
+                name = f"public-only generator: {label}" if epsilon == 0 else f"{label} without DP (ε = ∞)"
                 references.append(Reference(name, method, mean_interval(seeds[metric]).mean, kind))
         if metric == "accuracy" and "accuracy_real_data" in runs:
             ceiling = runs.dropna(subset=["accuracy_real_data"]).groupby("seed")["accuracy_real_data"].first()
             if not ceiling.empty:
-                references.append(Reference("real data (ceiling)", "", float(ceiling.mean()), "ceiling"))
+                references.append(Reference("classifier on real private data (ceiling)", "", float(ceiling.mean()),
+                                            "ceiling"))
     points = [PublishedPoint(f"published: {p.method}, {p.private_dataset}", float(p.epsilon), float(p.metrics[metric]))
               for p in published
               if metric in p.metrics and (not p.pairs or pair in p.pairs) and math.isfinite(p.epsilon) and p.epsilon > 0]
