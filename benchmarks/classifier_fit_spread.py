@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from dpbench.cli import load_registry
+from dpbench.api.registry import load_registry
 from dpbench.data.types import ImageSet
 from dpbench.eval.downstream import CLASSIFIER_FITS, DOWNSTREAM_TRAINING, score_fits
 from dpbench.run.synthetic import load_synthetic

@@ -74,17 +74,21 @@ def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, ove
               help="Add, per pair and seed, the public-only reference runs (eps 0) and each method at eps = inf.")
 @evaluator_option()
 @click.option("--retry-failed", is_flag=True, help="Run again the cells whose record says failed (skipped otherwise).")
+@click.option("--rerun-stale", is_flag=True,
+              help="Run again the cells whose completed record came from another git commit or other data (listed, "
+                   "and kept, otherwise); the old record moves to history/ beside the new one.")
 @click.option("--dry-run", is_flag=True, help="Print the cells and what each would cost; run and write nothing.")
 @executor_options()
 @json_option(help="Print the summary (or the dry run's cells) as JSON on stdout.")
 @exit_codes()
 def sweep(methods, pairs, epsilons, seeds, delta, preset, overrides, references, evaluators, out, device, data_root,
-          cache_dir, retry_failed, dry_run, executor, jobs, slurm_partition, slurm_time, gpus_per_node, cpus_per_task,
-          slurm_array_parallelism, as_json):
+          cache_dir, retry_failed, rerun_stale, dry_run, executor, jobs, slurm_partition, slurm_time, gpus_per_node,
+          cpus_per_task, slurm_array_parallelism, as_json):
     """Run a grid of METHODS x PAIRS x EPS x SEEDS, each cell an ordinary `dpbench run` (same records, same
     config hash), locally or as one Slurm array job. Resumable: a cell whose completed record exists is skipped;
-    a failed one is run again only with --retry-failed. One failing cell never stops the others. Exit 0 only
-    when every cell has a completed record, 1 otherwise, 2 on bad input (nothing run, nothing written)."""
+    a failed one is run again only with --retry-failed, a stale one (another commit's or other data's, listed in
+    any case) only with --rerun-stale. One failing cell never stops the others. Exit 0 only when every cell has a
+    completed record, 1 otherwise, 2 on bad input (nothing run, nothing written)."""
     from dpbench.run.progress import make_progress
     from dpbench.run.runner import RunRequest
     from dpbench.sweep.driver import SweepRequest, plan_sweep, timed_sweep
@@ -100,13 +104,14 @@ def sweep(methods, pairs, epsilons, seeds, delta, preset, overrides, references,
         methods=parse_names(comma_text(methods), "--methods"), pairs=parse_names(comma_text(pairs), "--pairs"),
         epsilons=parse_epsilons(comma_text(epsilons)), seeds=parse_seeds(comma_text(seeds)), template=template,
         overrides=parse_overrides(overrides), references=references, retry_failed=retry_failed,
+        rerun_stale=rerun_stale,
         executor=executor, jobs=jobs, submitit_cluster=os.environ.get(SUBMITIT_CLUSTER_ENV, "slurm"),
         slurm=SlurmOptions(partition=slurm_partition, timeout_min=parse_slurm_time(slurm_time),
                            gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task,
                            array_parallelism=slurm_array_parallelism))
     plans = plan_sweep(registry, request)
     if dry_run:
-        echo_json(dry_run_document(plans)) if as_json else print_rich(dry_run_table(plans))
+        echo_json(dry_run_document(plans, rerun_stale)) if as_json else print_rich(dry_run_table(plans, rerun_stale))
         return
     with make_progress() as progress:
         outcomes, wall_seconds = timed_sweep(plans, request, progress)

@@ -1,11 +1,10 @@
 """`dpbench leaderboard` leaves the committed leaderboard/ alone: without --out it writes into the user's data
 folder, --compare-to reads committed records in place as rows of their own, and a record in the output's records
-folder is never replaced by another run's."""
+folder is never overwritten in place (the newest is shown, the others kept in history/)."""
 import copy
 import csv
 import hashlib
 import json
-import warnings
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,7 @@ def _user_run(root: Path, accuracy: float, started_at: str = "2030-01-01T00:00:0
     record = json.loads((COMMITTED / "records" / IDENTITY / "record.json").read_text())
     record = copy.deepcopy(record)
     record["metrics"]["accuracy"]["value"], record["started_at"] = accuracy, started_at
+    record["finished_at"] = started_at
     (root / IDENTITY).mkdir(parents=True, exist_ok=True)
     (root / IDENTITY / "record.json").write_text(json.dumps(record))
     return record
@@ -71,16 +71,17 @@ def test_compare_to_adds_the_committed_rows_beside_the_users_read_only(user):
     assert committed["seeds"] == "3" and float(committed["accuracy_mean"]) > 0.5
 
 
-def test_a_record_is_never_replaced_by_another_runs_but_the_same_run_may_update_it(tmp_path):
+def test_a_newer_run_is_shown_and_the_older_kept_in_history_never_lost(tmp_path):
+    """Records are never overwritten in place (issue 26): the newest of one identity is record.json, whichever
+    folder it came from, and every other is kept in history/ beside it; an older copy never displaces a newer."""
     _user_run(tmp_path / "first", 0.5, started_at="2030-01-01T00:00:00+00:00")
     collect_records([tmp_path / "first"], tmp_path / "records")
     kept = tmp_path / "records" / IDENTITY / "record.json"
     _user_run(tmp_path / "second", 0.9, started_at="2031-01-01T00:00:00+00:00")
-    with pytest.warns(UserWarning, match="another run's record"):
-        assert collect_records([tmp_path / "second"], tmp_path / "records") == 0
-    assert json.loads(kept.read_text())["metrics"]["accuracy"]["value"] == 0.5
-    _user_run(tmp_path / "first", 0.6, started_at="2030-01-01T00:00:00+00:00")  # the same run, re-scored
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert collect_records([tmp_path / "first"], tmp_path / "records") == 1
-    assert json.loads(kept.read_text())["metrics"]["accuracy"]["value"] == 0.6
+    assert collect_records([tmp_path / "second"], tmp_path / "records") == 1
+    assert json.loads(kept.read_text())["metrics"]["accuracy"]["value"] == 0.9
+    history = sorted((kept.parent / "history").iterdir())
+    assert [json.loads(p.read_text())["metrics"]["accuracy"]["value"] for p in history] == [0.5]
+    collect_records([tmp_path / "first"], tmp_path / "records")  # the older run again: shown no more, kept once
+    assert json.loads(kept.read_text())["metrics"]["accuracy"]["value"] == 0.9
+    assert sorted((kept.parent / "history").iterdir()) == history

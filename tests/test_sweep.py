@@ -17,7 +17,8 @@ from dpbench.cli import SUBMITIT_CLUSTER_ENV, main
 from dpbench.run.runner import RunRequest
 from dpbench.storage import cache_build_lock
 from dpbench.sweep.driver import SweepRequest, cell_jobs
-from dpbench.sweep.grid_spec import SweepInputError, expand_grid, overrides_by_method
+from dpbench.sweep.cell import CellJob
+from dpbench.sweep.grid_spec import Cell, SweepInputError, expand_grid, overrides_by_method
 from dpbench.sweep.plan import CellPlan, cell_request
 from dpbench.sweep.slurm import SlurmOptions, executor_parameters, parse_slurm_time
 from tests.conftest import MOCK_METHOD, MOCK_METHOD_B, install_fake_distribution, mock_method_installed
@@ -179,6 +180,41 @@ def test_delta_above_one_over_n_exits_2_before_anything_runs(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_record_carries_the_concurrency_it_ran_under(monkeypatch):
+    import jsonschema
+    import torch
+
+    from dpbench.run.environment import SWEEP_JOBS_ENV, concurrency_at_end, software_env
+    from dpbench.run.records import record_schema
+
+    monkeypatch.setenv(SWEEP_JOBS_ENV, "3")
+    env = software_env(torch.device("cpu"))
+    assert env["concurrency"]["sweep_jobs"] == 3 and env["concurrency"]["torch_threads"] == torch.get_num_threads()
+    assert len(env["concurrency"]["load_start"]) == 3 and env["concurrency"]["load_end"] is None
+    concurrency_at_end(env)
+    assert len(env["concurrency"]["load_end"]) == 3
+    jsonschema.validate(env, record_schema()["properties"]["env"])
+    env["concurrency"]["torch_threads"] = 0
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(env, record_schema()["properties"]["env"])
+    monkeypatch.delenv(SWEEP_JOBS_ENV)
+    assert software_env(torch.device("cpu"))["concurrency"]["sweep_jobs"] is None  # not in a sweep
+
+
+def test_the_local_pool_and_slurm_tell_each_cell_how_many_run_beside_it(tmp_path, monkeypatch):
+    from dpbench.sweep import local
+
+    seen = []
+    jobs = [CellJob(f"cell {i}", RunRequest(method="m", pair="p", epsilon=1.0), tmp_path) for i in range(3)]
+    monkeypatch.setattr(local, "_run_pool", lambda jobs, workers, on_result: seen.extend(jobs) or [])
+    local.run_local(jobs, 2, lambda result: None)
+    assert [job.sweep_jobs for job in seen] == [2, 2, 2]
+    request = SweepRequest(methods=["m"], pairs=["p"], epsilons=[1.0], seeds=[0], template=jobs[0].request,
+                           executor="slurm")
+    plan = CellPlan(Cell("m", "p", 1.0, 0), jobs[0].request, tmp_path, "h", None, 10)
+    assert [job.sweep_jobs for job in cell_jobs([plan], request)] == [1]
+
+
 def test_slurm_options():
     assert [parse_slurm_time(t) for t in ("90", "1:30", "1:30:00", "2-00", "0-00:00:30")] == [90, 2, 90, 2880, 1]
     with pytest.raises(SweepInputError):
@@ -239,7 +275,7 @@ def test_smoke_grid_completes_with_jobs_2(smoke_grid):
     out, (result, summary), _, seconds = smoke_grid
     assert result.exit_code == 0, result.output
     # the cell `dpbench run` made is found under the same config hash and skipped; the other 11 ran
-    assert summary["counts"] == {"done": 11, "skipped": 1, "failed": 0}, summary
+    assert summary["counts"] == {"done": 11, "skipped": 1, "stale": 0, "failed": 0}, summary
     skipped = [c for c in summary["cells"] if c["status"] == "skipped"]
     assert [c["label"] for c in skipped] == [f"digits-mnist {MOCK_METHOD} eps=5 seed=1"]
     records = _records(out)
@@ -248,8 +284,15 @@ def test_smoke_grid_completes_with_jobs_2(smoke_grid):
         (m, e, s) for m in GRID_METHODS for e in (1, 5, 10) for s in (0, 1))
     assert {r["method"]["overrides"]["steps"] for r in records} == {"1"}
     for r in records:
+        concurrency = r["env"]["concurrency"]
         if r["_dir"] != Path(skipped[0]["run_dir"]):
             assert "[dpbench]" in (r["_dir"] / "stderr.log").read_text()  # the cell's progress lines
+            # two cells at once, each with half the cores for torch
+            assert concurrency["sweep_jobs"] == 2
+            assert concurrency["torch_threads"] == max(1, (os.cpu_count() or 1) // 2)
+        else:
+            assert concurrency["sweep_jobs"] is None  # the plain `dpbench run`
+        assert len(concurrency["load_start"]) == len(concurrency["load_end"]) == 3
     assert "sweep: 11 of 12 cells to run" in result.stderr  # the progress over cells
     print(f"12-cell smoke grid, --jobs 2: {seconds:.0f} s")
 
@@ -258,7 +301,7 @@ def test_smoke_grid_completes_with_jobs_2(smoke_grid):
 def test_smoke_grid_run_again_skips_everything(smoke_grid):
     out, _, (result, summary), _ = smoke_grid
     assert result.exit_code == 0, result.output
-    assert summary["counts"] == {"done": 0, "skipped": 12, "failed": 0}
+    assert summary["counts"] == {"done": 0, "skipped": 12, "stale": 0, "failed": 0}
     assert len(_records(out)) == 12
 
 

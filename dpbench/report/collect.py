@@ -1,5 +1,5 @@
 """Merge the completed records of one or more run roots (e.g. the nodes of a sweep) into the leaderboard's own
-records folder, each run once."""
+records folder, each run once, the newest shown and every other kept in its history."""
 from __future__ import annotations
 
 import json
@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 from dpbench.report.recheck import privacy_problem
+from dpbench.run.record_history import add_to_history, history, keep_in_history, record_time
 from dpbench.run.records import RECORD_NAME, SAMPLES_NAME, read_records
 from dpbench.storage import atomic_write_bytes
 
@@ -21,60 +22,61 @@ def run_identity(root: Path, record: dict) -> str:
     return Path(record["_path"]).parent.relative_to(root).as_posix()
 
 
-def merged_sources(roots: list[Path]) -> dict[str, Path]:
-    """Each run identity's source directory. A run found under several roots counts once: the first copy whose ε
-    recomputes wins (a tampered copy never displaces a sound one), else the first copy; copies that differ are
-    reported."""
-    chosen: dict[str, tuple[Path, bool]] = {}
-    conflicts = []
+def merged_sources(roots: list[Path]) -> dict[str, list[Path]]:
+    """Each run identity's source directories, the one to show first: a copy whose ε recomputes before one whose ε
+    does not (a tampered copy never displaces a sound one), then the newest (finished last). Copies that differ are
+    reported; the others are kept in the records folder's history."""
+    found: dict[str, list[tuple[bool, str, Path]]] = {}
     for root in roots:
         for record in read_records(root):
-            if not is_collectable(record):
-                continue
-            identity, source = run_identity(root, record), Path(record["_path"]).parent
-            sound = privacy_problem(record) is None
-            if identity not in chosen:
-                chosen[identity] = (source, sound)
-                continue
-            kept, kept_sound = chosen[identity]
-            if (kept / RECORD_NAME).read_bytes() != (source / RECORD_NAME).read_bytes():
-                conflicts.append(f"{identity} ({kept} and {source})")
-            if sound and not kept_sound:
-                chosen[identity] = (source, sound)
+            if is_collectable(record):
+                found.setdefault(run_identity(root, record), []).append(
+                    (privacy_problem(record) is None, record_time(record), Path(record["_path"]).parent))
+    chosen, conflicts = {}, []
+    for identity, copies in found.items():
+        ordered = [source for _, _, source in sorted(copies, key=lambda c: (c[0], c[1]), reverse=True)]
+        if len({(source / RECORD_NAME).read_bytes() for source in ordered}) > 1:
+            conflicts.append(f"{identity} ({' and '.join(map(str, ordered))})")
+        chosen[identity] = ordered
     if conflicts:
-        warnings.warn(f"{len(conflicts)} run(s) have differing records under several roots; kept the first whose ε "
-                      f"recomputes: {'; '.join(conflicts)}", stacklevel=2)
-    return {identity: source for identity, (source, _) in chosen.items()}
+        warnings.warn(f"{len(conflicts)} run(s) have differing records under several roots; showing the newest whose "
+                      f"ε recomputes, the others kept in history/: {'; '.join(conflicts)}", stacklevel=2)
+    return chosen
 
 
-def held_by_another_run(kept: Path, incoming: Path) -> bool:
-    """Whether the records folder's `kept` record.json is another run's than `incoming`'s (another start time):
-    the same run may update its copy (re-scored by `dpbench evaluate`), another run never replaces it."""
-    if not kept.exists():
-        return False
-    started = [json.loads(path.read_text()).get("started_at") for path in (kept, incoming)]
-    return started[0] != started[1]
+def _newer(incoming: Path, kept: Path) -> bool:
+    """Whether the record at `incoming` is to be shown instead of the one at `kept`: sound before tampered, then
+    the one that finished last."""
+    a, b = (json.loads(path.read_text()) for path in (incoming, kept))
+    return (privacy_problem(a) is None, record_time(a)) > (privacy_problem(b) is None, record_time(b))
 
 
 def collect_records(runs: Path | list[Path], records_dir: Path) -> int:
     """Copy every completed run's and audit's record.json and samples.png (never its synthetic set) from the run
     roots into the leaderboard's records folder, keeping the run's relative path; returns how many runs were
-    copied. A record whose ε does not recompute is copied too: the page lists it, with the reason, under
-    "Left out". A root that is the records folder itself is read in place. A record already in the folder is
-    never replaced by another run's of the same identity (it is kept, with a warning naming both)."""
+    collected. A record whose ε does not recompute is copied too: the page lists it, with the reason, under
+    "Left out". A root that is the records folder itself is read in place.
+
+    Nothing is overwritten in place: of every record of one run identity (the folder's, each root's, and the
+    histories beside them) the newest whose ε recomputes is record.json, and every other one is kept in
+    history/ beside it (dpbench.run.record_history)."""
     roots = [Path(r) for r in ([runs] if isinstance(runs, (str, Path)) else runs)]
     records_dir = Path(records_dir)
     roots = [r for r in roots if r.exists() and r.resolve() != records_dir.resolve()]
-    sources, refused = merged_sources(roots), []
-    for identity, source in list(sources.items()):
-        if held_by_another_run(records_dir / identity / RECORD_NAME, source / RECORD_NAME):
-            refused.append(f"{records_dir / identity} (not replaced by {source})")
-            del sources[identity]
-            continue
-        for name in (RECORD_NAME, SAMPLES_NAME):
-            if (source / name).exists():
-                atomic_write_bytes(records_dir / identity / name, (source / name).read_bytes())
-    if refused:
-        warnings.warn(f"{len(refused)} run(s) already hold another run's record in {records_dir}; kept them (delete "
-                      f"one to replace it): {'; '.join(refused)}", stacklevel=2)
-    return len(sources)
+    sources_by_run = merged_sources(roots)
+    for identity, sources in sources_by_run.items():
+        target = records_dir / identity
+        for source in reversed(sources):  # the best last, so that it ends up as record.json
+            for earlier in history(source):
+                add_to_history(target, earlier.read_bytes())
+            incoming, kept = source / RECORD_NAME, target / RECORD_NAME
+            if kept.exists() and kept.read_bytes() == incoming.read_bytes():
+                continue
+            if kept.exists() and not _newer(incoming, kept):
+                add_to_history(target, incoming.read_bytes())
+                continue
+            keep_in_history(kept, incoming.read_bytes())
+            for name in (RECORD_NAME, SAMPLES_NAME):
+                if (source / name).exists():
+                    atomic_write_bytes(target / name, (source / name).read_bytes())
+    return len(sources_by_run)

@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonschema
 
+from dpbench.run.record_history import keep_in_history
 from dpbench.storage import atomic_write_bytes
 
 SCHEMA_VERSION = 2
@@ -61,8 +62,9 @@ def validate_record(record: dict) -> None:
 def write_record(directory: Path, record: dict) -> Path:
     record = encode_floats(record)
     validate_record(record)
-    path = Path(directory) / RECORD_NAME
-    atomic_write_bytes(path, (json.dumps(record, indent=2) + "\n").encode())
+    path, content = Path(directory) / RECORD_NAME, (json.dumps(record, indent=2) + "\n").encode()
+    keep_in_history(path, content)  # never overwritten in place: the record it replaces moves to history/
+    atomic_write_bytes(path, content)
     return path
 
 

@@ -18,17 +18,17 @@ from dpbench.privacy.books import PrivacyBooks
 from dpbench.privacy.distributed import join_launched_world, launched_world_size
 from dpbench.privacy.ledger import PrivacyLedger
 from dpbench.run.config import run_config, run_location
-from dpbench.run.environment import DeviceUnavailableError, now, resolve_device
+from dpbench.run.environment import DeviceUnavailableError, concurrency_at_end, now, resolve_device
 from dpbench.run.prepare import PreparedRun, prepare
 from dpbench.run.progress import SilentProgress
 from dpbench.run.record_sections import privacy_section, started_record
-from dpbench.run.records import SAMPLES_NAME, decode_number, write_record
+from dpbench.run.records import SAMPLES_NAME, decode_number, epsilon_label, write_record
 from dpbench.run.request import (LaunchedRunError, NoPrivateStepError, RunInputError, RunOutcome, RunRequest,
                                  check_delta, check_request, validate_budget)
 from dpbench.run.resolve import Resolved, resolve
 from dpbench.run.scoring import check_result, draw_samples, evaluate_all
 from dpbench.run.synthetic import save_synthetic
-from dpbench.seeds import stream_seed
+from dpbench.seeds import cell_seed, stream_seed
 
 __all__ = ["execute", "RunRequest", "RunOutcome", "RunInputError", "LaunchedRunError", "NoPrivateStepError",
            "Resolved", "resolve", "run_config", "run_location", "check_delta", "validate_budget", "data_digest",
@@ -61,6 +61,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
         record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(limit=8)}
         record["cost"] = record["cost"] or {"wall_seconds": dict(ctx.stage_seconds)}
     record["finished_at"] = now()
+    concurrency_at_end(record["env"])
     if not world.is_leader:
         return RunOutcome(record=record, record_path=None, ok=False)
     return _write(run, record, samples, labels)
@@ -70,17 +71,21 @@ def _method_context(registry: Registry, run: PreparedRun, world, device: torch.d
     """The method's view of the run (public data, and private data only through the harness's privacy books,
     which the context keeps to itself), and the books, which the runner reads once the method is done."""
     request, method, data = run.request, run.resolved.method, run.data
+    # the training streams (DP noise, Poisson sampling, the method's own) are keyed by the whole cell, so no two
+    # cells share noise or sampling masks; sampling images and evaluation stay keyed by the seed alone, so every
+    # method at that seed is scored the same way (paired comparisons)
+    seed = cell_seed(request.seed, epsilon_label(request.epsilon), run.config_hash)
     books = private = None
     if method.trains_on_private:
         books = PrivacyBooks(data.private_train, epsilon=request.epsilon, delta=request.delta, device=device,
-                             seed=request.seed, rng=request.rng, audit=request.audit, world=world,
+                             seed=seed, rng=request.rng, audit=request.audit, world=world,
                              checkpoints=None if world.is_distributed else run.checkpoints,
                              max_steps=request.max_steps)
         private = PrivateSplit(len(data.private_train), tuple(data.private_train.images.shape[1:]),
                                run.resolved.pair.num_classes)
     ctx = MethodContext(pair=run.resolved.pair, public=data.public_train, public_info=dict(data.info),
                         private=private, books=books, registry=registry, epsilon=request.epsilon, delta=request.delta,
-                        seed=request.seed, device=device, preset=request.preset, progress=progress,
+                        seed=seed, device=device, preset=request.preset, progress=progress,
                         cache_dir=Path(request.cache_dir), rebuild_backbone=request.rebuild_backbone, world=world,
                         max_steps=request.max_steps)
     return ctx, books
@@ -89,7 +94,7 @@ def _method_context(registry: Registry, run: PreparedRun, world, device: torch.d
 def _train(run: PreparedRun, ctx: MethodContext, books, record: dict):
     """The method trains; the harness composes its books' ledger and refuses an ε over the target."""
     request, method = run.request, run.resolved.method
-    torch.manual_seed(stream_seed(request.seed, "method"))
+    torch.manual_seed(stream_seed(ctx.seed, "method"))  # ctx.seed is the cell's (see _method_context)
     result = method.train(ctx, run.resolved.settings)
     check_result(method, result)
     ledger = books.ledger(DEFAULT_ACCOUNTANT) if books is not None else PrivacyLedger(

@@ -25,6 +25,7 @@ class CellJob:
     request: RunRequest
     run_dir: Path
     torch_threads: int | None = None  # a pool of N workers on C cores gives each C // N threads
+    sweep_jobs: int | None = None  # cells of the sweep running at once beside this one (the record's concurrency)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ def _run(job: CellJob) -> tuple[str, str | None, str | None]:
     from dpbench.run.progress import PlainProgress
     from dpbench.run.runner import RunInputError, execute
 
+    from dpbench.run.environment import SWEEP_JOBS_ENV
+
+    if job.sweep_jobs is not None:
+        os.environ[SWEEP_JOBS_ENV] = str(job.sweep_jobs)
     try:
         if job.torch_threads:
             import torch

@@ -13,7 +13,7 @@ from dpbench.sweep import summary
 from dpbench.sweep.cell import CellJob, CellResult
 from dpbench.sweep.grid_spec import expand_grid
 from dpbench.sweep.local import run_local
-from dpbench.sweep.plan import DONE, FAILED, CellPlan, plan_cells
+from dpbench.sweep.plan import DONE, FAILED, STALE, CellPlan, plan_cells
 from dpbench.sweep.slurm import SlurmOptions, run_submitit
 
 LOCAL, SLURM = "local", "slurm"
@@ -29,6 +29,7 @@ class SweepRequest:
     overrides: dict[str, str] = field(default_factory=dict)
     references: bool = False
     retry_failed: bool = False
+    rerun_stale: bool = False  # run again the cells whose completed record other code (or data) made
     executor: str = LOCAL
     jobs: int = 1
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
@@ -50,12 +51,20 @@ def run_sweep(plans: list[CellPlan], request: SweepRequest, progress) -> list[su
     for plan in plans:
         if plan.state == DONE:
             outcomes[plan.cell.label] = summary.CellOutcome(plan.cell.label, summary.SKIPPED, run_dir=str(plan.run_dir))
+        elif plan.state == STALE and not request.rerun_stale:
+            outcomes[plan.cell.label] = summary.CellOutcome(
+                plan.cell.label, summary.STALE, f"{plan.stale_reason} (--rerun-stale runs it again)", str(plan.run_dir))
         elif plan.state == FAILED and not request.retry_failed:
             outcomes[plan.cell.label] = summary.CellOutcome(
                 plan.cell.label, summary.FAILED, f"failed earlier (--retry-failed runs it again): {plan.earlier_error}",
                 str(plan.run_dir))
         else:
             to_run.append(plan)
+    for plan in plans:
+        if plan.state == STALE:
+            progress.log(f"[dpbench sweep] {plan.cell.label}: stale, {plan.stale_reason}"
+                         + ("; running it again (the old record moves to history/)" if request.rerun_stale
+                            else "; kept (--rerun-stale runs it again)"))
     if to_run:
         task = progress.task(f"sweep: {len(to_run)} of {len(plans)} cells to run", total=len(to_run))
         tally = {summary.DONE: 0, summary.FAILED: 0}
@@ -85,7 +94,9 @@ def cell_jobs(plans: list[CellPlan], request: SweepRequest) -> list[CellJob]:
     them: `nproc` = GPUs relaunches it under torchrun (not hashed, so the cell's folder does not change)."""
     gpus = request.slurm.gpus_per_node if request.executor == SLURM else 0
     nproc = gpus if gpus > 1 else 1
-    return [CellJob(plan.cell.label, dataclasses.replace(plan.request, nproc=nproc), plan.run_dir) for plan in plans]
+    jobs = 1 if request.executor == SLURM else None  # a Slurm task has its allocation; the local pool sets its size
+    return [CellJob(plan.cell.label, dataclasses.replace(plan.request, nproc=nproc), plan.run_dir, sweep_jobs=jobs)
+            for plan in plans]
 
 
 def timed_sweep(plans: list[CellPlan], request: SweepRequest, progress) -> tuple[list[summary.CellOutcome], float]:

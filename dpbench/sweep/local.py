@@ -20,7 +20,7 @@ def run_local(jobs: list[CellJob], workers: int, on_result: Callable[[CellResult
     worker fails and the others complete."""
     workers = min(workers, len(jobs))  # a worker costs an interpreter start and a data load: none left idle
     threads = max(1, (os.cpu_count() or 1) // workers)
-    jobs = [replace(job, torch_threads=job.torch_threads or threads) for job in jobs]
+    jobs = [replace(job, torch_threads=job.torch_threads or threads, sweep_jobs=workers) for job in jobs]
     for job in _run_pool(jobs, workers, on_result):
         for lost in _run_pool([job], 1, on_result):
             on_result(CellResult(lost.label, FAILED, "worker process died (killed, or out of memory)", None, 0.0))

@@ -11,12 +11,13 @@ from typing import Any
 from dpbench.api.registry import Registry, UnknownNameError
 from dpbench.data.digest import data_digest
 from dpbench.privacy.randomness import RNG_KINDS
+from dpbench.run.environment import git_commit
 from dpbench.run.prepare import load_data, plan_run
 from dpbench.run.records import RECORD_NAME
 from dpbench.run.request import RunInputError, RunRequest
 from dpbench.sweep.grid_spec import Cell, SweepInputError
 
-TODO, DONE, FAILED = "todo", "done", "failed"
+TODO, DONE, FAILED, STALE = "todo", "done", "failed", "stale"
 
 
 @dataclass
@@ -27,8 +28,10 @@ class CellPlan:
     config_hash: str
     settings: Any  # the method's resolved settings (what a dry run reports)
     num_classes: int
-    state: str = TODO  # DONE: a completed record with this config hash exists; FAILED: a failed one does
+    state: str = TODO  # DONE: a completed record with this config hash exists; FAILED: a failed one does;
+    # STALE: a completed one made by other code (another git commit) or from other data
     earlier_error: str | None = None
+    stale_reason: str | None = None
 
 
 def cell_request(template: RunRequest, cell: Cell) -> RunRequest:
@@ -43,6 +46,7 @@ def plan_cells(registry: Registry, cells: list[Cell], template: RunRequest) -> l
         raise SweepInputError(f"rng must be one of {', '.join(RNG_KINDS)}, got '{template.rng}'")
     loaded: dict[str, tuple] = {}  # pair -> (data, digest)
     plans = []
+    commit = git_commit()
     for cell in cells:
         request = cell_request(template, cell)
         try:
@@ -54,13 +58,25 @@ def plan_cells(registry: Registry, cells: list[Cell], template: RunRequest) -> l
         except (RunInputError, UnknownNameError) as exc:
             raise SweepInputError(f"cell {cell.label}: {exc}") from None
         plans.append(_with_state(CellPlan(cell, request, plan.directory, plan.config_hash, plan.resolved.settings,
-                                          plan.resolved.pair.num_classes)))
+                                          plan.resolved.pair.num_classes), commit, digest))
     return plans
 
 
-def _with_state(plan: CellPlan) -> CellPlan:
-    """DONE for a completed record of the same config hash, FAILED for a failed one; TODO otherwise (no record,
-    an unreadable one, or one left by a run that was killed)."""
+def stale_reason(record: dict, commit: str | None, digest: str) -> str | None:
+    """Why a completed record no longer stands for what this code would compute: another git commit made it (when
+    both commits are known), or it was computed on other data. None when it is current."""
+    made_by = (record.get("env") or {}).get("git_commit")
+    if commit and made_by and made_by != commit:
+        return f"made by commit {made_by[:10]}, the code is now at {commit[:10]}"
+    recorded = (record.get("pair") or {}).get("data_digest")
+    if recorded and recorded != digest:
+        return f"computed on data {recorded[:12]}, the data is now {digest[:12]}"
+    return None
+
+
+def _with_state(plan: CellPlan, commit: str | None = None, digest: str = "") -> CellPlan:
+    """DONE for a completed record of the same config hash, STALE for one made by other code or data, FAILED for a
+    failed one; TODO otherwise (no record, an unreadable one, or one left by a run that was killed)."""
     path = plan.run_dir / RECORD_NAME
     try:
         record = json.loads(path.read_text())
@@ -69,7 +85,8 @@ def _with_state(plan: CellPlan) -> CellPlan:
     if record.get("config_hash") != plan.config_hash:
         return plan
     if record.get("status") == "completed":
-        plan.state = DONE
+        plan.stale_reason = stale_reason(record, commit, digest)
+        plan.state = STALE if plan.stale_reason else DONE
     elif record.get("status") == "failed":
         plan.state = FAILED
         error = record.get("error") or {}
