@@ -126,6 +126,24 @@ def test_imagenet_celeba(root, tmp_path, name, size):
     assert torch.equal(data.private_train.images[0], torch.from_numpy(first))
 
 
+def test_celeba_decode_at_a_reduced_jpeg_scale_matches_the_full_decode(tmp_path):
+    from PIL import Image
+
+    y, x = np.mgrid[0:218, 0:178]
+    face = np.stack([128 + 100 * np.sin(x / 9.0), 128 + 100 * np.cos(y / 7.0), (x + y) % 256], -1).astype(np.uint8)
+    Image.fromarray(face).save(tmp_path / "a.jpg", quality=90)
+
+    def full(size):  # decode at full scale, crop, resize: the reference pipeline
+        with Image.open(tmp_path / "a.jpg") as img:
+            img = img.convert("RGB").crop((19, 39, 159, 179)).resize((size, size), Image.BICUBIC)
+            return np.asarray(img).transpose(2, 0, 1).astype(int)
+
+    reduced = celeba.decode(tmp_path / "a.jpg", 32).astype(int)  # decoded at 1/2 scale: the 70 px crop is >= 2 x 32
+    assert reduced.shape == (3, 32, 32) and np.abs(reduced - full(32)).mean() < 1.5
+    assert np.abs(reduced - full(32)).max() < 24
+    assert np.array_equal(celeba.decode(tmp_path / "a.jpg", 64), full(64))  # 70 px < 2 x 64: full scale, as before
+
+
 def test_celeba_other_attribute_and_bad_attribute(root):
     smiling = rp.imagenet_celeba_pair(32, attribute="Smiling", name="celeba-smiling").load(str(root))
     assert smiling.info["label_names"] == ["not Smiling", "Smiling"]

@@ -60,14 +60,28 @@ def read_partition(path: str | Path) -> dict[str, int]:
 
 
 def decode(path: Path, size: int, crop: int = DEFAULT_CROP) -> np.ndarray:
-    """One image, center-cropped to a crop x crop square (at most the short side) and resized: uint8 (3, size, size)."""
+    """One image, center-cropped to a crop x crop square (at most the short side) and resized: uint8 (3, size, size).
+
+    A JPEG is decoded at the smallest of libjpeg's DCT scales (1/2, 1/4, 1/8) that keeps the crop at least twice
+    `size` (as Pillow's own `thumbnail` does), so the bicubic resize still shrinks it by 2x or more: at 32 px the
+    140 px crop is decoded at 1/2, which takes CelebA's 182,732 train + test decodes from ~110 s to ~65 s of CPU
+    (benchmarks/RESULTS.md, issue 24); at 64 px nothing changes."""
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
             w, h = img.size
             c = min(crop, w, h)
             left, top = (w - c) // 2, (h - c) // 2
-            img = img.crop((left, top, left + c, top + c)).resize((size, size), Image.BICUBIC)
+            scale = 1
+            while scale < 8 and c / (2 * scale) >= 2 * size:
+                scale *= 2
+            if scale > 1:
+                img.draft("RGB", (w // scale, h // scale))  # JPEG only; other formats ignore it
+            kx, ky = w / img.size[0], h / img.size[1]
+            img = img.convert("RGB")
+            if (kx, ky) == (1, 1):
+                img = img.crop((left, top, left + c, top + c)).resize((size, size), Image.BICUBIC)
+            else:  # the same crop, in the reduced image's coordinates
+                img = img.resize((size, size), Image.BICUBIC, box=(left / kx, top / ky, (left + c) / kx, (top + c) / ky))
             return np.array(img, dtype=np.uint8).transpose(2, 0, 1)
     except OSError as exc:
         raise CorruptFileError(path, f"not a readable image ({exc})") from None

@@ -1,0 +1,84 @@
+"""Full-size checks on official-size files (issue 24): `dpbench data check` per pair and the ImageNet32 load, each
+under `/usr/bin/time -v`, with wall, CPU, peak RSS and the load average beside every wall figure.
+
+    python benchmarks/fabricate_official_files.py --out /tmp/fullsize
+    python benchmarks/full_size_runs.py --data-root /tmp/fullsize --pairs svhn-mnist,imagenet32-cifar10 --json out.json
+
+Each data check gets an empty cache folder, so the near-duplicate pass runs (a second check reads the cached counts).
+`--imagenet32-load` measures loading all of ImageNet32 train and val as uint8 (`load_split`), the data alone being
+3.9 GB. The machine may be shared: CPU time (user + sys) and peak RSS are the steadier figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PAIRS = ("svhn-mnist", "imagenet32-cifar10", "imagenet32-cifar10-1pct", "imagenet-celeba", "imagenet-celeba-64")
+LOAD_IMAGENET32 = """
+import resource, sys
+from dpbench.data.readers import imagenet32_npz
+train, _ = imagenet32_npz.load_split(sys.argv[1], "train")
+val, _ = imagenet32_npz.load_split(sys.argv[1], "val")
+data = train.images.numel() + val.images.numel()
+print(f"loaded {len(train):,} + {len(val):,} images, {data / 2**30:.2f} GiB of uint8")
+"""
+
+
+def timed(command: list[str]) -> dict:
+    """Run `command` under GNU time -v: its output, wall and CPU seconds, peak RSS, and the load average around it."""
+    before = os.getloadavg()[0]
+    done = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True, cwd=REPO)
+    after = os.getloadavg()[0]
+    report = done.stderr
+    field = lambda name: re.search(rf"{re.escape(name)}: (.+)", report).group(1).strip()  # noqa: E731
+    parts = [float(p) for p in field("Elapsed (wall clock) time (h:mm:ss or m:ss)").split(":")]
+    wall = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+    return {"command": " ".join(command), "exit_code": done.returncode, "wall_s": round(wall, 1),
+            "cpu_s": round(float(field("User time (seconds)")) + float(field("System time (seconds)")), 1),
+            "peak_rss_gib": round(int(field("Maximum resident set size (kbytes)")) / 2**20, 2),
+            "load_before": round(before, 1), "load_after": round(after, 1),
+            "stdout": done.stdout, "stderr": report[:report.find("\tCommand being timed")]}
+
+
+def data_check(pair: str, data_root: str) -> dict:
+    with tempfile.TemporaryDirectory() as cache:
+        result = timed([str(Path(sys.executable).with_name("dpbench")), "data", "check", "--pair", pair,
+                        "--data-root", data_root, "--cache-dir", cache])
+    result["pair"] = pair
+    result["capped_shown"] = "capped:" in result["stdout"]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", required=True)
+    parser.add_argument("--pairs", default=",".join(PAIRS))
+    parser.add_argument("--imagenet32-load", action="store_true", help="Also measure loading ImageNet32 train + val.")
+    parser.add_argument("--json", type=Path, help="Append the results (one JSON object a line) to this file.")
+    args = parser.parse_args(argv)
+    results = []
+    if args.imagenet32_load:
+        load = timed([sys.executable, "-c", LOAD_IMAGENET32, args.data_root])
+        load["pair"] = "imagenet32 train+val load"
+        results.append(load)
+    results += [data_check(pair.strip(), args.data_root) for pair in args.pairs.split(",") if pair.strip()]
+    for r in results:
+        print(f"{r['pair']:28} exit {r['exit_code']}  wall {r['wall_s']:6.1f} s (load {r['load_before']}-"
+              f"{r['load_after']})  CPU {r['cpu_s']:6.1f} s  peak RSS {r['peak_rss_gib']:.2f} GiB"
+              + (f"  capped shown: {r['capped_shown']}" if "capped_shown" in r else ""), flush=True)
+        print("   " + r["stdout"].strip().replace("\n", "\n   "))
+        if args.json:
+            with open(args.json, "a") as f:
+                f.write(json.dumps(r) + "\n")
+    return 0 if all(r["exit_code"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
