@@ -44,8 +44,10 @@ def test_dp_loda_smoke_with_every_evaluator(tmp_path, shared_cache):
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["status"] == "completed"
-    assert {"fid", "kid", "accuracy", "accuracy_public_only", "accuracy_real_data"} <= set(record["metrics"])
-    ceiling = record["metrics"]["accuracy_real_data"]
+    assert {"fid", "kid", "accuracy", "accuracy_public_only"} <= set(record["metrics"])
+    outside = record["outside_guarantee"]["metrics"]  # figures computed on private train: ε does not cover them
+    assert {"accuracy_real_data", "copies_flagged"} <= set(outside) and outside["copies_flagged"]["value"] == 0
+    ceiling = outside["accuracy_real_data"]
     assert ceiling["reference"] and 0.0 <= ceiling["value"] <= 1.0
     assert record["metrics"]["fid"]["value"] > 0 and record["metrics"]["fid"]["higher_is_better"] is False
     privacy = record["privacy"]
@@ -207,7 +209,7 @@ def test_a_large_delta_runs_only_when_allowed_and_is_marked(tmp_path, shared_cac
     assert record["privacy"]["delta"] == 0.001 and record["privacy"]["large_delta"] is True  # δ kept as given
     assert any("--allow-large-delta" in w for w in record["warnings"])
     assert "δ = 0.001 ≥ 1/n" in render([record])
-    assert record["pair"]["overlap"]["public~private_train"] == 0  # every record carries the overlap counts
+    assert record["outside_guarantee"]["overlap"]["public~private_train"] == 0  # every record carries them
 
 
 def test_paper_preset_takes_dpdm_schedules_per_pair_and_epochs_fix_the_steps():

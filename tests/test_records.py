@@ -1,4 +1,4 @@
-"""Failed runs, the record schema (v2), and the leaderboard built from records."""
+"""Failed runs, the record schema (v3, and v2 records migrated on read), and the leaderboard built from records."""
 import json
 import math
 import re
@@ -169,6 +169,7 @@ def _record(method, epsilon, seed, fid, accuracy, preset="default", overrides=No
         "metrics": {"fid": {"value": fid, "higher_is_better": False, "reference": False, "evaluator": "fid"},
                     "accuracy": {"value": accuracy, "higher_is_better": True, "reference": False,
                                  "evaluator": "accuracy"}},
+        "outside_guarantee": {"overlap": {}, "nonfinite_examples": 0, "metrics": {}},
         "cost": {"wall_seconds": {"total": 100.0}, "peak_memory_mb": 500.0, "trainable_parameters": 1000,
                  "trainable_fraction": 0.25},
         "env": {"dpbench": "test", "api_version": "1.0", "torch": "x", "python": "3", "git_commit": None,
@@ -250,23 +251,23 @@ def test_records_of_another_schema_version_are_skipped_with_a_warning(tmp_path):
     old = runs / "digits-mnist/dp-loda/eps10/seed0"  # the v1 layout and schema
     old.mkdir(parents=True)
     (old / "record.json").write_text(json.dumps({"schema_version": 1, "status": "completed"}))
-    with pytest.warns(UserWarning, match=r"skipped 1 record\(s\) not in schema v2.*eps10/seed0/record.json \(schema v1\)"):
+    with pytest.warns(UserWarning, match=r"skipped 1 record\(s\) not in schema v3.*eps10/seed0/record.json \(schema v1\)"):
         records = read_records(runs)
     assert [r["schema_version"] for r in records] == [SCHEMA_VERSION]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         text = build_leaderboard(runs, tmp_path / "board").read_text()
-    assert "dp-loda" in text  # the v2 record still makes the table
+    assert "dp-loda" in text  # the current record still makes the table
 
 
 def test_written_records_carry_the_schema(tmp_path):
     record = _record("dp-loda", 10.0, 0, 50.0, 0.8)
     path = write_record(tmp_path / "r", record)
     loaded = json.loads(path.read_text())
-    assert loaded["schema_version"] == SCHEMA_VERSION == 2
+    assert loaded["schema_version"] == SCHEMA_VERSION == 3
     validate_record(loaded)
     assert {"schema_version", "status", "method", "pair", "preset", "seed", "config_hash", "config", "privacy",
-            "metrics", "cost", "env", "warnings", "started_at", "finished_at"} <= set(loaded)
+            "metrics", "outside_guarantee", "cost", "env", "warnings", "started_at", "finished_at"} <= set(loaded)
     assert {"epsilon_target", "epsilon", "delta", "private", "accountant", "n_private", "steps", "stages"} \
         <= set(loaded["privacy"])
     inf = write_record(tmp_path / "inf", _record("dp-loda", math.inf, 0, 50.0, 0.8))
@@ -280,6 +281,10 @@ def test_written_records_carry_the_schema(tmp_path):
     (lambda r: r.update(status="failed"), "error"),  # a failed record needs its error
     (lambda r: r["privacy"]["stages"][0].update(sample_rate=0), "sample_rate"),
     (lambda r: r["method"].pop("plugin"), "plugin"),
+    (lambda r: r.pop("outside_guarantee"), "outside_guarantee"),
+    # a figure outside the guarantee is never written beside the ε that does not cover it
+    (lambda r: r["privacy"].update(nonfinite_examples=0), "nonfinite_examples"),
+    (lambda r: r["pair"].update(overlap={"public~private_train": 0}), "overlap"),
 ])
 def test_a_record_outside_the_schema_is_never_written(tmp_path, break_it, where):
     record = _record("dp-loda", 10.0, 0, 50.0, 0.8)
@@ -288,3 +293,48 @@ def test_a_record_outside_the_schema_is_never_written(tmp_path, break_it, where)
         write_record(tmp_path / "r", record)
     assert where in str(err.value)
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def _v2_record() -> dict:
+    """A record as schema v2 wrote it: the overlap counts in `pair`, the non-finite count in `privacy` and the
+    real-data ceiling among the metrics."""
+    record = _record("dp-loda", 10.0, 0, 50.0, 0.8)
+    record.pop("outside_guarantee")
+    record["schema_version"] = 2
+    record["pair"]["overlap"] = {"public~private_train": 0, "private_train~private_test": 32}
+    record["privacy"]["nonfinite_examples"] = 3
+    record["metrics"]["accuracy_real_data"] = {"value": 0.94, "higher_is_better": True, "reference": True,
+                                               "evaluator": "accuracy"}
+    return record
+
+
+def test_v2_records_are_read_as_v3_with_the_figures_outside_the_guarantee_moved_and_the_file_untouched(tmp_path):
+    directory = tmp_path / "runs" / "digits-mnist" / "dp-loda" / "default-0123456789" / "eps10" / "seed0"
+    directory.mkdir(parents=True)
+    path = directory / "record.json"
+    path.write_text(json.dumps(_v2_record(), indent=2))
+    before = path.read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a v2 record is not skipped
+        [record] = read_records(tmp_path / "runs")
+    assert path.read_bytes() == before  # the committed file is never rewritten
+    assert record["schema_version"] == 3 and record["_migrated_from"] == 2
+    outside = record["outside_guarantee"]
+    assert outside["overlap"] == {"public~private_train": 0, "private_train~private_test": 32}
+    assert outside["nonfinite_examples"] == 3 and outside["metrics"]["accuracy_real_data"]["value"] == 0.94
+    assert "overlap" not in record["pair"] and "nonfinite_examples" not in record["privacy"]
+    assert set(record["metrics"]) == {"fid", "accuracy"}
+    validate_record({k: v for k, v in record.items() if not k.startswith("_")})
+
+
+def test_every_committed_record_loads_as_v3_and_validates():
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[1] / "leaderboard" / "records"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        records = read_records(committed)
+    assert records and all(r["schema_version"] == SCHEMA_VERSION for r in records)
+    for record in records:
+        validate_record({k: v for k, v in record.items() if not k.startswith("_")})
+        assert "accuracy_real_data" not in record["metrics"]

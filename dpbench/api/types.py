@@ -102,11 +102,14 @@ class Metric:
 
 
 class Evaluator(abc.ABC):
-    """Scores an artifact. `applies_to` lists the artifact kinds it can score."""
+    """Scores an artifact. `applies_to` lists the artifact kinds it can score. Only an evaluator that declares
+    `needs_private_train = True` gets the private train split (`ctx.private_train`); every metric it reports is
+    recorded under the record's `outside_guarantee`, since ε does not cover it."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     applies_to: ClassVar[tuple[str, ...]] = ("generator",)
+    needs_private_train: ClassVar[bool] = False
 
     def settings(self, preset: str) -> dict:
         """What the evaluator's result depends on besides the artifact (part of the record's config hash)."""

@@ -13,7 +13,10 @@ import jsonschema
 from dpbench.run.record_history import keep_in_history
 from dpbench.storage import atomic_write_bytes
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# v3 moved every data-dependent figure that ε does not cover into `outside_guarantee`; v2 records are read as v3
+MIGRATED_VERSIONS = (2,)
+V2_OUTSIDE_METRICS = ("accuracy_real_data",)  # v2's only metric computed on the private train split
 RECORD_NAME = "record.json"
 SAMPLES_NAME = "samples.png"
 SCHEMA_PATH = Path(__file__).with_name("record_schema.json")
@@ -55,7 +58,7 @@ def record_schema() -> dict:
 
 
 def validate_record(record: dict) -> None:
-    """Raise jsonschema.ValidationError unless `record` (as it would be written) matches schema v2."""
+    """Raise jsonschema.ValidationError unless `record` (as it would be written) matches the current schema."""
     jsonschema.validate(encode_floats(record), record_schema())
 
 
@@ -68,12 +71,32 @@ def write_record(directory: Path, record: dict) -> Path:
     return path
 
 
+def migrate_record(record: dict) -> dict:
+    """A v2 record as v3, in memory (its file is never rewritten): the non-finite example count, the overlap counts
+    and the real-data ceiling move into `outside_guarantee`; `_migrated_from` says it was v2. Other versions are
+    returned as they are."""
+    if record.get("schema_version") not in MIGRATED_VERSIONS:
+        return record
+    outside: dict = {"metrics": {}}
+    pair, privacy, metrics = record.get("pair", {}), record.get("privacy", {}), record.get("metrics", {})
+    if "overlap" in pair:
+        outside["overlap"] = pair.pop("overlap")
+    if "nonfinite_examples" in privacy:
+        outside["nonfinite_examples"] = privacy.pop("nonfinite_examples")
+    for name in V2_OUTSIDE_METRICS:
+        if name in metrics:
+            outside["metrics"][name] = metrics.pop(name)
+    record.update(schema_version=SCHEMA_VERSION, outside_guarantee=outside, _migrated_from=record["schema_version"])
+    return record
+
+
 def read_records(root: Path, *, current_only: bool = True) -> list[dict]:
-    """Every record under `root`; records of another schema version are skipped with a warning naming them."""
+    """Every record under `root`, v2 records migrated to v3 (`migrate_record`); records of another schema version
+    are skipped with a warning naming them."""
     records, skipped = [], []
     for path in sorted(Path(root).rglob(RECORD_NAME)):
         with open(path) as handle:
-            record = json.load(handle)
+            record = migrate_record(json.load(handle))
         if current_only and record.get("schema_version") != SCHEMA_VERSION:
             skipped.append(f"{path} (schema v{record.get('schema_version')})")
             continue

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from dpbench.api.context import EvalContext
 from dpbench.api.registry import Registry
-from dpbench.run.records import RECORD_NAME, SCHEMA_VERSION, write_record
+from dpbench.run.records import RECORD_NAME, SCHEMA_VERSION, migrate_record, write_record
 from dpbench.data.digest import data_digest
 from dpbench.data.loading import PairLoadError, load_checked
 from dpbench.run.environment import now, resolve_device, software_env
 from dpbench.run.request import RunInputError
-from dpbench.run.scoring import evaluate_all
+from dpbench.run.scoring import add_scores, evaluate_all
 from dpbench.run.synthetic import load_synthetic
 from dpbench.seeds import stream_seed
 from dpbench.storage import default_cache_dir
@@ -25,10 +25,11 @@ def rescore(registry: Registry, run_dir: Path, progress, *, evaluators: list[str
     path = Path(run_dir) / RECORD_NAME
     if not path.exists():
         raise RunInputError(f"{run_dir} holds no {RECORD_NAME}")
-    record = json.loads(path.read_text())
+    record = migrate_record(json.loads(path.read_text()))  # a v2 record is re-written as v3
+    record.pop("_migrated_from", None)
     if record.get("schema_version") != SCHEMA_VERSION:
-        raise RunInputError(f"{path} is a schema v{record.get('schema_version')} record; only v{SCHEMA_VERSION} "
-                            "records carry a synthetic set")
+        raise RunInputError(f"{path} is a schema v{record.get('schema_version')} record; only records of schema v2 "
+                            "or later carry a synthetic set")
     if record["status"] != "completed" or "synthetic" not in record:
         raise RunInputError(f"{path} is not a completed generator run with a synthetic set")
     pair = registry.pair(record["pair"]["name"])
@@ -51,7 +52,7 @@ def rescore(registry: Registry, run_dir: Path, progress, *, evaluators: list[str
                       device=torch_device, preset=record["preset"], progress=progress, cache_dir=Path(cache_dir or default_cache_dir()),
                       private_train=data.private_train)
     seconds: dict[str, float] = {}
-    record["metrics"].update(evaluate_all(chosen, ctx, seconds))
+    add_scores(record, evaluate_all(chosen, ctx, seconds))
     record.setdefault("rescored", []).append({
         "at": now(), "evaluators": {e.name: e.settings(record["preset"]) for e in chosen},
         "env": {**software_env(torch_device), "wall_seconds": {k: round(v, 3) for k, v in seconds.items()}},

@@ -18,15 +18,16 @@ from dpbench.privacy.books import PrivacyBooks
 from dpbench.privacy.distributed import join_launched_world, launched_world_size
 from dpbench.privacy.ledger import PrivacyLedger
 from dpbench.run.config import run_config, run_location
+from dpbench.run.curves import write_curves
 from dpbench.run.environment import DeviceUnavailableError, concurrency_at_end, now, resolve_device
 from dpbench.run.prepare import PreparedRun, prepare
 from dpbench.run.progress import SilentProgress
-from dpbench.run.record_sections import privacy_section, started_record
+from dpbench.run.record_sections import outside_section, privacy_section, started_record
 from dpbench.run.records import SAMPLES_NAME, decode_number, epsilon_label, write_record
 from dpbench.run.request import (LaunchedRunError, NoPrivateStepError, RunInputError, RunOutcome, RunRequest,
                                  check_delta, check_request, validate_budget)
 from dpbench.run.resolve import Resolved, resolve
-from dpbench.run.scoring import check_result, draw_samples, evaluate_all
+from dpbench.run.scoring import add_scores, check_result, draw_samples, evaluate_all
 from dpbench.run.synthetic import save_synthetic
 from dpbench.seeds import cell_seed, stream_seed
 
@@ -64,7 +65,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
     concurrency_at_end(record["env"])
     if not world.is_leader:
         return RunOutcome(record=record, record_path=None, ok=False)
-    return _write(run, record, samples, labels)
+    return _write(run, record, samples, labels, books)
 
 
 def _method_context(registry: Registry, run: PreparedRun, world, device: torch.device, progress):
@@ -106,6 +107,7 @@ def _train(run: PreparedRun, ctx: MethodContext, books, record: dict):
     epsilon = validate_ledger(ledger, epsilon_target=request.epsilon, delta=request.delta,
                               n_private=len(run.data.private_train))
     record["privacy"] = privacy_section(run, ledger, epsilon, books)
+    outside_section(record, books)
     return result
 
 
@@ -125,7 +127,7 @@ def _score(run: PreparedRun, ctx: MethodContext, books, result, record: dict, pr
                                sample_labels=labels, seed=stream_seed(request.seed, "evaluation"), device=ctx.device,
                                preset=request.preset, progress=progress, cache_dir=Path(request.cache_dir),
                                private_train=run.data.private_train)
-        record["metrics"].update(evaluate_all(run.resolved.evaluators, eval_ctx, ctx.stage_seconds))
+        add_scores(record, evaluate_all(run.resolved.evaluators, eval_ctx, ctx.stage_seconds))
     record["cost"] = cost_section(ctx.stage_seconds, ctx.device, result.trainable_parameters,
                                   result.total_parameters)
     record["method"]["notes"] = result.notes
@@ -133,9 +135,12 @@ def _score(run: PreparedRun, ctx: MethodContext, books, result, record: dict, pr
     return samples, labels
 
 
-def _write(run: PreparedRun, record: dict, samples, labels) -> RunOutcome:
-    """The synthetic set and its grid (completed runs only), then the record, atomically."""
+def _write(run: PreparedRun, record: dict, samples, labels, books=None) -> RunOutcome:
+    """The synthetic set and its grid (completed runs only), the DP stages' curves, then the record, atomically."""
     completed = record["status"] == "completed"
+    curves = write_curves(run.directory, books.trainers, run.request.delta) if books is not None else None
+    if curves is not None:
+        record["curves"] = curves
     if completed and samples is not None:
         record["synthetic"] = save_synthetic(run.directory, samples, labels)
         save_sample_grid(samples, labels, run.resolved.pair.num_classes, run.directory / SAMPLES_NAME)
