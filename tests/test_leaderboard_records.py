@@ -208,6 +208,8 @@ def test_the_csv_carries_ranks_and_the_pairwise_verdicts(tmp_path):
     rows = {row["method"]: row for row in csv.DictReader(path.open())}
     assert rows["m-best"]["accuracy_rank"] == "1" and rows["m-low"]["accuracy_rank"] == "2"
     assert rows["m-best"]["commits"] == "aaaaaaa" and rows["m-best"]["load"] == "unknown:3"
+    assert rows["m-best"]["accuracy_mean_rank"] == "1" and rows["m-low"]["accuracy_mean_rank"] == "2"
+    assert rows["m-best"]["accuracy_area_over_epsilon"] == "" and rows["m-best"]["area_epsilons"] == ""  # one ε
     (pairwise,) = [row for row in csv.DictReader((tmp_path / "board" / "LEADERBOARD-pairwise.csv").open())
                    if row["metric"] == "accuracy"]
     assert (pairwise["first"], pairwise["second"], pairwise["verdict"], pairwise["shared_seeds"]) == (

@@ -19,6 +19,8 @@ RANK_METRICS = ("accuracy", "fid")
 # per ranked metric: rank at that ε (empty when unranked), whether tied with the best, why unranked
 RANK_FIELDS = ("rank", "tied_with_best", "unranked_reason")
 VERSION_COLUMNS = ["line", "commits", "data_digests", "load"]
+# the line's summary over the private ε, the same on each of its rows (empty for ε = ∞ and 0 rows' lines with none)
+SUMMARY_COLUMNS = ["accuracy_mean_rank", "accuracy_area_over_epsilon", "area_epsilons"]
 PAIRWISE_COLUMNS = ["pair", "epsilon", "metric", "first", "second", "shared_seeds", "mean_difference", "ci_low",
                     "ci_high", "ci_method", "verdict", "reason"]
 
@@ -55,7 +57,7 @@ def _rank_cells(comparison: PairComparison, line: str, epsilon: float) -> list[s
 def leaderboard_csv(frame: pd.DataFrame, direction: dict[str, bool]) -> str:
     metrics = metric_order(direction)
     header = (KEY_COLUMNS + [f"{m}_{field}" for m in metrics for field in INTERVAL_FIELDS] + EXTRA_COLUMNS
-              + [f"{m}_{field}" for m in RANK_METRICS for field in RANK_FIELDS] + VERSION_COLUMNS)
+              + [f"{m}_{field}" for m in RANK_METRICS for field in RANK_FIELDS] + VERSION_COLUMNS + SUMMARY_COLUMNS)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -80,6 +82,9 @@ def leaderboard_csv(frame: pd.DataFrame, direction: dict[str, bool]) -> str:
         row += _rank_cells(comparison, line, epsilon)
         row += [line, "/".join(sorted(set(runs["commit"]))), "/".join(sorted(set(runs["data_digest"].astype(str)))),
                 "/".join(f"{status}:{count}" for status, count in sorted(runs["load"].value_counts().items()))]
+        summary = comparison.summaries.get(line)
+        row += ["", "", ""] if summary is None else [
+            _number(summary.mean_rank), _number(summary.area), "/".join(epsilon_label(e) for e in summary.area_epsilons)]
         writer.writerow(row)
     return buffer.getvalue()
 
