@@ -49,3 +49,58 @@ def test_a_secure_run_records_its_rng_and_the_leaderboard_marks_seeded_rows(tmp_
     import re
 
     assert re.search(r"\| secure +\|", page) and re.search(r"\| seeded +\|", page)
+
+
+class _Killed(Exception):
+    pass
+
+
+class _CountingSGD(torch.optim.SGD):
+    """SGD that counts its updates and dies (like a SIGKILL after the noise was drawn) at update `die_at`."""
+
+    def __init__(self, params, die_at=None):
+        super().__init__(params, lr=0.1)
+        self.updates, self.die_at = 0, die_at
+
+    def step(self, closure=None):
+        self.updates += 1
+        if self.updates == self.die_at:
+            raise _Killed
+        return super().step(closure)
+
+
+def _stage(tmp_path, rng, resume):
+    import dpbench
+    from dpbench.privacy.books import PrivacyBooks
+    from dpbench.privacy.checkpoint import CheckpointPlan
+
+    images = torch.randint(0, 256, (50, 1, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    plan = CheckpointPlan(directory=tmp_path, every=3, identity={"run": "secure-resume"}, resume=resume)
+    books = PrivacyBooks(dpbench.ImageSet(images, torch.zeros(50, dtype=torch.int64)), epsilon=2.0, delta=1e-5,
+                         device=torch.device("cpu"), seed=0, rng=rng, checkpoints=plan)
+    model = torch.nn.Linear(16, 1)
+
+    def loss(model_fn, example):
+        return model_fn(example["x"].reshape(1, -1).float() / 255).sum()
+
+    settings = dpbench.DPSettings(expected_batch_size=10, steps=10, max_grad_norm=1.0)
+    return books, books.open(model, loss, lambda examples, generator: examples, settings)
+
+
+@pytest.mark.parametrize("rng, lost", [("secure", 2), ("seeded", 0)])
+def test_a_resumed_secure_stage_charges_the_steps_started_after_its_checkpoint(tmp_path, rng, lost):
+    _, killed = _stage(tmp_path, rng, resume=False)
+    with pytest.raises(_Killed):
+        killed.run(_CountingSGD(killed.trainable.values(), die_at=5))  # checkpoint at step 3, killed in step 5
+    books, resumed = _stage(tmp_path, rng, resume=True)
+    optimizer = _CountingSGD(resumed.trainable.values())
+    if lost:
+        with pytest.warns(UserWarning, match="charged to the ledger"):
+            resumed.run(optimizer)
+    else:
+        resumed.run(optimizer)
+    assert resumed.resumed_from_step == 3 and resumed.lost_steps == lost
+    assert optimizer.updates == 10 - 3 - lost  # the lost steps' noise is never drawn again
+    assert books.ledger("rdp").steps == 10 and books.ledger("rdp").stages[0].steps == 10
+    started = tmp_path / "checkpoints" / "dp-stage0.started"
+    assert started.exists() == (rng == "secure")

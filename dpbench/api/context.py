@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import nn
 
+from dpbench.api.registry import pair_view
 from dpbench.api.types import Backbone, Classifier, Generator, Progress, Scope
 from dpbench.data.types import ImageSet, PairSpec
 from dpbench.privacy.distributed import SINGLE, World
@@ -47,7 +48,7 @@ class MethodContext:
                  books: "PrivacyBooks | None", registry: "Registry", epsilon: float, delta: float, seed: int,
                  device: torch.device, preset: str, progress: Progress, cache_dir: Path,
                  rebuild_backbone: bool = False, world: World = SINGLE, max_steps: int | None = None) -> None:
-        self.pair, self.public, self.public_info, self.private = pair, public, public_info, private
+        self.public, self.public_info, self.private = public, public_info, private
         self.max_steps = max_steps  # the run's --max-steps: backbones train at most this many steps per phase
         self.epsilon, self.delta, self.seed, self.device = epsilon, delta, seed, device
         self.preset, self.progress, self.cache_dir = preset, progress, Path(cache_dir)
@@ -55,7 +56,14 @@ class MethodContext:
         self.world = world  # the data-parallel processes this run trains on (one in a plain run)
         self.stage_seconds: dict[str, float] = {}
         self.__books = books
-        self.__registry = registry
+        self.__registry = registry.for_plugins()  # its pairs, like ctx.pair, have no loader
+        self.__pair = pair_view(pair)
+
+    @property
+    def pair(self) -> PairSpec:
+        """The pair's description (name, image size, channels, classes) without its loader: a method reaches the
+        private split only through `private_trainer`."""
+        return self.__pair
 
     def __getattr__(self, name: str) -> Any:
         if name in _WITHHELD:
@@ -74,7 +82,8 @@ class MethodContext:
         if self.__books is None:
             raise PermissionError("this run holds no private data (the method declares trains_on_private = False "
                                   "or runs at ε = 0), so it cannot train on it")
-        return self.__books.open(model, loss, make_batch, settings, prepare=prepare, budget_share=budget_share)
+        return self.__books.open(model, loss, make_batch, settings, prepare=prepare, budget_share=budget_share,
+                                 num_classes=self.private.num_classes if self.private is not None else None)
 
     def backbone(self, name: str) -> Backbone:
         """The registered backbone `name`, pre-trained on the public split (cached). With several processes, rank 0

@@ -1,6 +1,7 @@
 """The plugin registry: built-ins and third parties both arrive through the entry-point group "dpbench"."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import inspect
@@ -95,6 +96,31 @@ class Registry:
         if name not in table:
             raise UnknownNameError(kind, name, list(table))
         return table[name]
+
+    def for_plugins(self) -> "Registry":
+        """The registry as plugin code gets it (a method's validate, complete_settings and context): every pair is
+        a view without a loader (`pair_view`), so no plugin reaches a pair's private splits through it."""
+        return dataclasses.replace(self, pairs={name: pair_view(spec) for name, spec in self.pairs.items()})
+
+
+class PairLoaderWithheld:
+    """A pair view's `load`: plugin code gets a pair's description, never its private splits."""
+
+    def __init__(self, pair: str) -> None:
+        self.pair = pair
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(f"plugin code cannot load pair '{self.pair}': a method reaches the private training "
+                              "split only through ctx.private_trainer(...), its public split as ctx.public, and "
+                              "only evaluators see the private test split")
+
+
+def pair_view(spec: PairSpec) -> PairSpec:
+    """`spec` without its loader and downloader (idempotent): what a method sees as `ctx.pair`, in `settings(preset,
+    pair)` and in the registry it is handed."""
+    if isinstance(spec.load, PairLoaderWithheld):
+        return spec
+    return dataclasses.replace(spec, load=PairLoaderWithheld(spec.name), download=None)
 
 
 def check_method_api(method: Method) -> None:
@@ -210,7 +236,7 @@ def method_sheet(registry: Registry, name: str, pair: Any = None) -> dict:
     from dpbench.api.types import PRESETS
 
     method = registry.method(name)
-    pair = pair if pair is not None else first_pair(registry)
+    pair = pair_view(pair if pair is not None else first_pair(registry)) if (pair or registry.pairs) else None
     origin = registry.origin.get(f"method:{name}")
     rows: dict[str, dict] = {}
     presets = []
@@ -241,7 +267,7 @@ def listing(registry: Registry, kind: str, with_settings: bool = False) -> list[
         if kind == "methods":
             row.update(produces=obj.produces, reference=obj.reference)
             if with_settings:
-                row["settings"] = describe(obj.settings("default", pair))
+                row["settings"] = describe(obj.settings("default", pair_view(pair) if pair is not None else None))
         elif kind == "pairs":
             row.update(image_size=obj.image_size, channels=obj.channels, num_classes=obj.num_classes)
         elif kind == "evaluators":

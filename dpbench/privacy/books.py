@@ -12,6 +12,8 @@ from dpbench.data.types import ImageSet
 from dpbench.privacy.distributed import SINGLE, World
 from dpbench.privacy.engine import DPSettings, MakeBatch, PerExampleLoss, PrivateTrainer
 from dpbench.privacy.ledger import PrivacyLedger
+from dpbench.privacy.per_example.choice import resolve_implementation
+from dpbench.privacy.self_test import self_test
 
 SHARE_SLACK = 1e-9
 
@@ -36,8 +38,13 @@ class PrivacyBooks:
         return len(self.__private)
 
     def open(self, model: nn.Module, loss: PerExampleLoss, make_batch: MakeBatch, settings: DPSettings, *,
-             prepare: Callable[[torch.Tensor], torch.Tensor] | None = None, budget_share: float = 1.0) -> PrivateTrainer:
-        """A new engine whose sigma is calibrated so that every stage so far spends <= share_so_far * ε."""
+             prepare: Callable[[torch.Tensor], torch.Tensor] | None = None, budget_share: float = 1.0,
+             num_classes: int | None = None) -> PrivateTrainer:
+        """A new engine whose sigma is calibrated so that every stage so far spends <= share_so_far * ε.
+
+        Before it is made, a private engine's self-test (privacy.self_test) checks the method's prepare, make_batch,
+        loss and model on synthetic inputs of the private images' shape (labels in [0, num_classes)), and picks vmap
+        where ghost/hooks would be wrong; it refuses what no implementation makes exact."""
         if self.epsilon == 0:
             raise PermissionError("this run is at ε = 0: it may take no private step")
         if not 0 < budget_share <= 1:
@@ -51,6 +58,12 @@ class PrivacyBooks:
         if self.max_steps is not None and settings.steps > self.max_steps:
             settings = dataclasses.replace(settings, steps=self.max_steps)
         images = self.__private.images
+        settings = dataclasses.replace(settings)  # the method's object may change after this; the engine's may not
+        implementation, report = resolve_implementation(settings.per_example, model, loss), None
+        if math.isfinite(self.epsilon):
+            report = self_test(model, loss, make_batch, prepare, implementation, image_shape=tuple(images.shape[1:]),
+                               num_classes=num_classes, device=self.device)
+            implementation = report.implementation
         private_x = prepare(images) if prepare is not None else images
         if not torch.is_tensor(private_x) or len(private_x) != len(images):
             raise ValueError("prepare must map the private images to a tensor with one row per example")
@@ -61,7 +74,8 @@ class PrivacyBooks:
                                  private_y=self.__private.labels, epsilon=target, delta=self.delta,
                                  device=self.device, seed=self.seed, stage=len(self.trainers), prior=prior, rng=self.rng,
                                  checkpoints=self.checkpoints, audit=self.audit if not self.trainers else None,
-                                 budget_share=budget_share, world=self.world)
+                                 budget_share=budget_share, world=self.world, implementation=implementation,
+                                 self_test=report)
         self.share_used += budget_share
         self.trainers.append(trainer)
         return trainer

@@ -2,9 +2,17 @@
 
 A checkpoint of one DP stage holds the trainable parameters, the optimizer state, the steps taken, the batch
 sizes drawn, the non-finite count and every random state the stage draws from (noise, sampling, the method's
-batch generator, torch's global generator). Resuming restores all of them, so the remaining steps are the ones
-an uninterrupted run would take, bit for bit, and no step is counted or released twice: a step recomputed
-after a kill draws the same noise as the lost one, whose result was never written anywhere.
+batch generator, torch's global generator). Under the `seeded` and `os-seeded` rngs, resuming restores all of
+them, so the remaining steps are the ones an uninterrupted run would take, bit for bit: a step recomputed after a
+kill draws the same noise and the same batch as the lost one, so even if something of the lost step got out (a
+plugin's log), the recomputed step releases nothing new.
+
+The `secure` rng draws from os.urandom and has no state to restore: a step recomputed after a kill would draw
+*fresh* noise and a fresh batch, a second release of that step. So a secure stage keeps a write-ahead counter
+of the steps it started (`dp-stage<N>.started`, written and fsynced before each step samples its batch and draws
+its noise), and a resumed secure stage charges every step started after its checkpoint to the ledger as taken:
+it continues at the counter, from the checkpoint's parameters, and takes only the planned steps left after it.
+The run's ε stays within the target; the lost steps' updates are simply missing from the model.
 
 Checkpoints hold generator state, so they are as secret as the noise: written owner-only, deleted when the
 run completes. A checkpoint whose identity (config hash, data digest, stage plan) differs from the run's is
@@ -12,12 +20,13 @@ refused.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from dpbench.storage import atomic_torch_save
+from dpbench.storage import atomic_torch_save, atomic_write_bytes
 
 CHECKPOINT_FORMAT = 1
 
@@ -42,9 +51,26 @@ class CheckpointPlan:
     def path(self, stage: int) -> Path:
         return Path(self.directory) / "checkpoints" / f"dp-stage{stage}.pt"
 
+    def started_path(self, stage: int) -> Path:
+        return Path(self.directory) / "checkpoints" / f"dp-stage{stage}.started"
+
     def existing(self) -> list[Path]:
         folder = Path(self.directory) / "checkpoints"
         return sorted(folder.glob("dp-stage*.pt")) if folder.exists() else []
+
+    def record_started(self, stage: int, steps: int) -> None:
+        """Write ahead (atomically, fsynced) that the stage has started `steps` steps."""
+        payload = {"format": CHECKPOINT_FORMAT, "identity": self.identity, "stage": stage, "started": steps}
+        atomic_write_bytes(self.started_path(stage), json.dumps(payload).encode(), mode=0o600)
+
+    def steps_started(self, stage: int) -> int | None:
+        """The write-ahead count of the stage's started steps when resuming, or None; another run's is refused."""
+        path = self.started_path(stage)
+        if not self.resume or not path.exists():
+            return None
+        state = json.loads(path.read_text())
+        self.check(state, path)
+        return int(state["started"])
 
     def save(self, stage: int, state: dict) -> None:
         atomic_torch_save({"format": CHECKPOINT_FORMAT, "identity": self.identity, "stage": stage, **state},
@@ -74,7 +100,8 @@ class CheckpointPlan:
             self.check(torch.load(path, map_location="cpu", weights_only=True), path)
 
     def clear(self) -> None:
-        for path in self.existing():
+        folder = Path(self.directory) / "checkpoints"
+        for path in [*self.existing(), *(sorted(folder.glob("dp-stage*.started")) if folder.exists() else [])]:
             path.unlink()
         folder = Path(self.directory) / "checkpoints"
         if folder.exists() and not any(folder.iterdir()):

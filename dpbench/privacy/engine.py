@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -102,23 +103,27 @@ class PrivateTrainer:
                  private_x: torch.Tensor, private_y: torch.Tensor, epsilon: float, delta: float,
                  device: torch.device, seed: int, stage: int = 0, prior=(), budget_share: float = 1.0,
                  rng: str = "seeded", checkpoints: CheckpointPlan | None = None,
-                 audit: AuditSettings | None = None, world: World = SINGLE) -> None:
+                 audit: AuditSettings | None = None, world: World = SINGLE, implementation: str | None = None,
+                 self_test=None) -> None:
         if world.is_distributed and (audit is not None or checkpoints is not None):
             raise ValueError("audit canaries and resume checkpoints are single-process only")
         world.copy_leader_model(model)  # every replica starts from rank 0's weights
-        self.model, self.device, self.world = model, device, world
+        self.model, self.device = model, device
+        self.__world = world
         self.__shard = world.shard(len(private_y))
-        self.__settings = settings
+        self.__settings = dataclasses.replace(settings)  # the engine's own copy: the method's object may change
         self._make_batch = make_batch
         self.__x, self.__y = private_x.to(device), private_y.to(device)
         self.n_private = len(self.__y)
-        self.private = math.isfinite(epsilon)
+        self.__private = math.isfinite(epsilon)
         self.delta = delta
         self._prior = list(prior)
         sample_rate = min(1.0, settings.expected_batch_size / self.n_private)
         sigma = calibrate_noise(epsilon, delta, sample_rate, settings.steps, settings.accountant, prior=self._prior) \
             if self.private else 0.0
-        implementation = resolve_implementation(settings.per_example, model, loss)
+        # the harness's privacy books pass what the engine's self-test settled (privacy.self_test)
+        implementation = implementation or resolve_implementation(settings.per_example, model, loss)
+        self.self_test = self_test
         self.__plan = PrivacyStage(noise_multiplier=sigma, sample_rate=sample_rate,
                                  expected_batch_size=settings.expected_batch_size, steps=settings.steps,
                                  planned_steps=settings.steps,
@@ -133,6 +138,9 @@ class PrivateTrainer:
         replica = (world.rank, world.size) if world.is_distributed else None
         self.__randomness = engine_randomness(rng, seed, stage, device, replica)  # noise and sampling
         self.stage, self._checkpoints, self.resumed_from_step = stage, checkpoints, 0
+        # secure noise cannot be redrawn on resume: count started steps ahead of each draw (privacy.checkpoint)
+        self.__write_ahead = checkpoints is not None and rng == "secure"
+        self.lost_steps = 0  # steps started before a kill and lost, charged to the ledger on resume (secure rng)
         self.rng = rng
         # the method's own; it decides no privacy-relevant draw, so it stays seeded
         self.batch_generator = torch.Generator(device=device).manual_seed(
@@ -144,16 +152,42 @@ class PrivateTrainer:
         self.nonfinite_examples = 0  # examples zeroed for a NaN/inf gradient; a count over the whole run
         self.batch_sizes: list[int] = []
 
-        self.per_example = build_per_example(implementation, model, loss)  # computes each chunk's clipped sum
+        self.__per_example = build_per_example(implementation, model, loss)  # computes each chunk's clipped sum
+        self.__fixed = self._privacy_state()
 
     @property
     def settings(self) -> DPSettings:
-        return self.__settings
+        """A copy of the engine's settings: changing it changes nothing."""
+        return dataclasses.replace(self.__settings)
 
     @property
     def plan(self) -> PrivacyStage:
-        """The calibrated stage (read-only: sigma and q are the harness's, not the method's)."""
-        return self.__plan
+        """A copy of the calibrated stage (read-only: sigma and q are the harness's, not the method's)."""
+        return dataclasses.replace(self.__plan)
+
+    @property
+    def private(self) -> bool:
+        """Whether the engine clips and adds noise: fixed by the run's ε when the engine is made."""
+        return self.__private
+
+    @property
+    def world(self) -> World:
+        return self.__world
+
+    @property
+    def per_example(self):
+        """The per-example gradient implementation computing each chunk's clipped sum."""
+        return self.__per_example
+
+    def _privacy_state(self) -> tuple:
+        return (self.__private, id(self.__world), id(self.__per_example), dataclasses.astuple(self.__plan),
+                dataclasses.astuple(self.__settings), self.__examples_per_chunk, len(self.__y))
+
+    def _check_privacy_state(self) -> None:
+        """Every step: the flags, plan, settings, world and implementation the engine was made with, unchanged."""
+        if self._privacy_state() != self.__fixed:
+            raise RuntimeError("the DP engine's privacy state (private flag, plan, settings, world or per-example "
+                               "implementation) changed after it was made; the run cannot be accounted for")
 
     @property
     def steps_done(self) -> int:
@@ -176,9 +210,12 @@ class PrivateTrainer:
     def _privatised_gradient(self) -> dict[str, torch.Tensor]:
         """One step's released gradient: sum of clipped per-example grads + noise, over the expected batch size.
         The step is counted here, before anything is computed, so no released gradient goes uncounted."""
+        self._check_privacy_state()
         if self.__steps_done >= self.__plan.planned_steps:
             raise RuntimeError("the planned number of DP steps is spent; more steps would exceed the ledger")
         self.__steps_done += 1
+        if self.__write_ahead:
+            self._checkpoints.record_started(self.stage, self.__steps_done)
         indices = self._sample_indices().to(self.__y.device)
         total, nonfinite = self._clipped_sum(indices)
         batch_size, nonfinite = self.world.sum_counts(len(indices), nonfinite)
@@ -216,7 +253,7 @@ class PrivateTrainer:
         for start in range(0, len(indices), chunk):
             idx = indices[start:start + chunk]
             batch = self._make_batch({"x": self.__x[idx], "y": self.__y[idx]}, self.batch_generator)
-            result = self.per_example.clipped_sum({k: v.to(self.device) for k, v in batch.items()},
+            result = self.__per_example.clipped_sum({k: v.to(self.device) for k, v in batch.items()},
                                                   self.__plan.max_grad_norm if self.private else None)
             nonfinite += int(result.nonfinite.sum())
             for n in total:
@@ -260,6 +297,7 @@ class PrivateTrainer:
         stage resumes from its checkpoint (when the run resumes) and checkpoints every N steps and at its end."""
         total = self.__plan.planned_steps
         self._restore(optimizer)
+        self._charge_lost_steps()
         task = progress.task(description, total=total) if progress else None
         if task and self.__steps_done:
             task.advance(self.__steps_done)
@@ -274,6 +312,17 @@ class PrivateTrainer:
         if task:
             task.close()
         self.world.check_identical(self.trainable)
+
+    def _charge_lost_steps(self) -> None:
+        """Under the secure rng, every step started after the checkpoint (or before the first one) counts as taken:
+        its noise cannot be drawn again, and something of it may have got out."""
+        started = self._checkpoints.steps_started(self.stage) if self.__write_ahead else None
+        if started is not None and started > self.__steps_done:
+            self.lost_steps = min(started, self.__plan.planned_steps) - self.__steps_done
+            self.__steps_done += self.lost_steps
+            warnings.warn(f"DP stage {self.stage} resumes under the secure rng: {self.lost_steps} step(s) started after "
+                          "its last checkpoint cannot be redrawn, so they are charged to the ledger as taken and the "
+                          "stage continues with the planned steps left", stacklevel=3)
 
     def _plan_key(self) -> dict:
         return dataclasses.asdict(self.__plan)

@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from dpbench.api.registry import Registry
+from dpbench.api.registry import Registry, pair_view
 from dpbench.api.settings import SettingError, apply_overrides, check
 from dpbench.api.types import PRESETS, Method
 from dpbench.run.request import RunInputError, RunRequest, check_caps, validate_budget
@@ -42,6 +42,7 @@ def method_settings(registry: Registry, method: Method, preset: str, pair, overr
     settings (a scope's), then PREFIX.KEY keys; every value checked, then the method's own validation."""
     plain = {k: v for k, v in overrides.items() if "." not in k}
     dotted = {k: v for k, v in overrides.items() if "." in k}
+    registry, pair = registry.for_plugins(), pair_view(pair)  # plugin code gets no pair loader
     try:
         settings = method.settings(preset, pair)
         check(settings)
