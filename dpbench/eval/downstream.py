@@ -88,7 +88,7 @@ def _cached_scores(folder: Path, key: dict, compute) -> FitScores:
 
 
 def real_data_scores(pair: PairSpec, private_train: ImageSet, test: ImageSet, labels: torch.Tensor, *,
-                     preset: str, seed: int, device: torch.device, cache_dir: Path) -> FitScores:
+                     preset: str, seed: int, device: torch.device, cache_dir: Path, progress=None) -> FitScores:
     """The ceiling synthetic data can approach: the same classifier fits on as many real private-train images per
     class as the synthetic set has (the first ones of each class, in split order), each tested once. A reference,
     never released: no artifact of the run carries these images."""
@@ -100,7 +100,8 @@ def real_data_scores(pair: PairSpec, private_train: ImageSet, test: ImageSet, la
 
     def compute():
         index = torch.cat([(private_train.labels == c).nonzero().flatten()[:n] for c, n in enumerate(counts)])
-        scores = score_fits(pair, private_train.subset(index), test, preset=preset, seed=seed, device=device)
+        scores = score_fits(pair, private_train.subset(index), test, preset=preset, seed=seed, device=device,
+                            progress=progress)
         return scores, {"n": len(index)}
 
     return _cached_scores(Path(cache_dir) / "real_data", key, compute)

@@ -21,11 +21,10 @@ class FidKidEvaluator(Evaluator):
     def evaluate(self, ctx: EvalContext) -> list[Metric]:
         from dpbench.eval.fid import fid_kid
 
-        task = ctx.progress.task("FID/KID (Inception)", total=None)
-        reference = ctx.private_test.images
+        reference = ctx.private_test.images  # fid_kid shows each Inception pass's images done / total
         scores = fid_kid(ctx.samples, reference, cache_dir=ctx.cache_dir / "fidelity",
-                         reference_cache_key=f"{ctx.pair.name}-private-test-{len(reference)}", device=ctx.device)
-        task.close()
+                         reference_cache_key=f"{ctx.pair.name}-private-test-{len(reference)}", device=ctx.device,
+                         progress=ctx.progress)
         extra = {"n_generated": scores["n_generated"], "n_reference": scores["n_reference"]}
         kid_extra = {**extra, **{k: scores[k] for k in ("kid_std", "kid_subset_size", "kid_subsets")}}
         return [
@@ -52,7 +51,8 @@ class AccuracyEvaluator(Evaluator):
         task = ctx.progress.task("downstream classifier", total=None)
         if ctx.produces == "generator":  # the mean of N classifier fits, each fit's accuracy in the extra
             synthetic = ImageSet(ctx.samples, ctx.sample_labels)
-            scores = score_fits(ctx.pair, synthetic, test, preset=ctx.preset, seed=ctx.seed, device=ctx.device)
+            scores = score_fits(ctx.pair, synthetic, test, preset=ctx.preset, seed=ctx.seed, device=ctx.device,
+                                progress=ctx.progress)  # each fit's batches done / total
             metrics = [Metric("accuracy", scores.mean, higher_is_better=True, extra=scores.extra())]
         else:
             predictions = ctx.artifact.predict(test.images)
@@ -61,7 +61,7 @@ class AccuracyEvaluator(Evaluator):
         public = ctx.public_train
         if len(public) and int(public.labels.max()) < ctx.pair.num_classes:  # else public labels are another label space
             reference = public_only_scores(ctx.pair, public, test, preset=ctx.preset, seed=ctx.seed,
-                                           device=ctx.device, cache_dir=ctx.cache_dir)
+                                           device=ctx.device, cache_dir=ctx.cache_dir, progress=ctx.progress)
             metrics.append(Metric("accuracy_public_only", reference.mean, higher_is_better=True, reference=True,
                                   extra=reference.extra()))
         task.close()

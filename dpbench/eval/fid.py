@@ -1,51 +1,21 @@
-"""FID and KID between two uint8 image sets, through torch-fidelity, offline."""
+"""FID and KID between two uint8 image sets, offline: Inception features by eval.inception_features, the metrics by
+torch-fidelity's own functions (the same FID and KID as its calculate_metrics)."""
 from __future__ import annotations
 
-import contextlib
+import functools
+import io
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from dpbench.eval.inception import resolve_inception_weights
-from dpbench.storage import cache_build_lock, private_dir, tensor_digest
+from dpbench.eval.inception_features import FEATURES_VERSION, InceptionFeatures
+from dpbench.storage import CACHE_FILE_MODE, atomic_write_bytes, cache_build_lock, cache_key, private_dir, tensor_digest
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9._-]+$")
-EXTRACTOR_NAME = "inception-v3-compat-channels-last"
-
-
-def _register_channels_last_inception() -> None:
-    """torch-fidelity's own Inception, run in channels-last memory format: about 2x faster on a CPU,
-    features equal to ~5e-6 (same weights, same ops, another memory layout)."""
-    import torch_fidelity
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
-
-    class ChannelsLastInceptionV3(FeatureExtractorInceptionV3):
-        def __init__(self, name, features_list, **kwargs):
-            super().__init__(name, features_list, **kwargs)
-            self.to(memory_format=torch.channels_last)
-
-        def forward(self, x):
-            return super().forward(x.contiguous(memory_format=torch.channels_last))
-
-    if EXTRACTOR_NAME not in FEATURE_EXTRACTORS_REGISTRY:
-        torch_fidelity.register_feature_extractor(EXTRACTOR_NAME, ChannelsLastInceptionV3)
-
-
-class _Uint8Images(Dataset):
-    """Yields uint8 (3, H, W); grayscale is repeated to three channels. torch-fidelity resizes to 299."""
-
-    def __init__(self, images: torch.Tensor) -> None:
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        x = self.images[i]
-        return x.expand(3, -1, -1) if x.shape[0] == 1 else x
+FEATURES_DIR = "inception_features"
 
 
 def _check(images: torch.Tensor, name: str) -> torch.Tensor:
@@ -72,15 +42,51 @@ def kid_subset_size(n_generated: int, n_reference: int) -> int:
     return max(2, min(1000, min(n_generated, n_reference) // 2))
 
 
-def _reference_build_lock(kwargs: dict):
-    """Parallel runs (a sweep's cells) extract the reference's cached features once: until torch-fidelity has
-    written them, the first run holds a lock and the others wait for it, then load what it wrote."""
-    if not kwargs.get("cache"):
-        return contextlib.nullcontext()
-    cache_root, name = Path(kwargs["cache_root"]), kwargs["input2_cache_name"]
-    if any(cache_root.glob(f"{name}-*-features-*.pt")):
-        return contextlib.nullcontext()
-    return cache_build_lock(cache_root / name)
+@functools.lru_cache(maxsize=2)
+def _extractor(weights: Path, device: str) -> InceptionFeatures:
+    """One frozen network per weights file and device in a process (a sweep scores many runs in one process)."""
+    return InceptionFeatures(weights, device)
+
+
+def _task(progress, description: str, total: int):
+    return progress.task(description, total=total) if progress is not None else None
+
+
+def _features(extractor: InceptionFeatures, images: torch.Tensor, progress, description: str) -> torch.Tensor:
+    task = _task(progress, description, len(images))
+    features = extractor(images, task)
+    if task is not None:
+        task.close()
+    return features
+
+
+def reference_features_path(cache_dir: Path, reference_cache_key: str, reference: torch.Tensor,
+                            weights: Path) -> Path:
+    """Where the reference's features are cached: named by the caller's key, a digest of the reference pixels (a
+    changed set under the same key is re-extracted) and a digest of how features are computed."""
+    how = cache_key({"features": FEATURES_VERSION, "weights": Path(weights).name})
+    return Path(cache_dir) / FEATURES_DIR / f"{reference_cache_key}-{_content_digest(reference)}-{how[:12]}.npy"
+
+
+def _cached_reference_features(extractor: InceptionFeatures, reference: torch.Tensor, path: Path,
+                               progress) -> torch.Tensor:
+    """The reference's features from the cache, else extracted once and cached. Parallel runs (a sweep's cells)
+    extract them once: the first holds a lock, the others wait for it and then load what it wrote. The file is a
+    plain .npy, loaded without pickle."""
+    private_dir(path.parent)  # a folder only the owner can write
+    if not path.is_file():
+        with cache_build_lock(path):
+            if not path.is_file():
+                features = _features(extractor, reference, progress, "FID/KID: Inception on the reference images")
+                buffer = io.BytesIO()
+                np.save(buffer, features.numpy(), allow_pickle=False)
+                atomic_write_bytes(path, buffer.getvalue(), CACHE_FILE_MODE)
+                return features
+    features = torch.from_numpy(np.load(path, allow_pickle=False))
+    if features.shape != (len(reference), 2048):
+        raise ValueError(f"cached reference features {path} have shape {tuple(features.shape)}, expected "
+                         f"({len(reference)}, 2048); delete the file to re-extract")
+    return features
 
 
 def fid_kid(
@@ -90,59 +96,40 @@ def fid_kid(
     cache_dir: Path,
     reference_cache_key: str | None = None,
     device: torch.device | str = "cpu",
-    batch_size: int = 64,
+    progress=None,
 ) -> dict:
     """FID and KID (Inception pool3 features) of `generated` against `reference`, both uint8 (N, C, H, W).
 
-    With `reference_cache_key`, the reference features and FID statistics are cached under `cache_dir` by
-    torch-fidelity and reused. The cache entry is named by the key plus a digest of the reference pixels,
-    so a changed reference set under the same key is re-extracted rather than silently reused.
+    With `reference_cache_key`, the reference features are cached under `cache_dir` and reused
+    (reference_features_path). `progress` gets one task per Inception pass, advanced image by image.
     KID is the mean over torch-fidelity's 100 random subsets of kid_subset_size(n) samples from each set, kid_std
     their spread. KID is unbiased, so near-identical sets can score slightly below zero.
     """
-    import torch_fidelity
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
     generated, reference = _check(generated, "generated"), _check(reference, "reference")
-    cache_dir = Path(cache_dir)
-    device = torch.device(device)
-    cuda = device.type == "cuda"
+    if reference_cache_key is not None and not _KEY_RE.match(reference_cache_key):
+        raise ValueError(f"reference_cache_key must match {_KEY_RE.pattern}: {reference_cache_key!r}")
+    weights = resolve_inception_weights(Path(cache_dir))
+    extractor = _extractor(weights, str(torch.device(device)))
+    if reference_cache_key is None:
+        reference_features = _features(extractor, reference, progress, "FID/KID: Inception on the reference images")
+    else:
+        path = reference_features_path(cache_dir, reference_cache_key, reference, weights)
+        reference_features = _cached_reference_features(extractor, reference, path, progress)
+    generated_features = _features(extractor, generated, progress, "FID/KID: Inception on the samples")
 
-    kwargs: dict = {"cache": False}
-    if reference_cache_key is not None:
-        if not _KEY_RE.match(reference_cache_key):
-            raise ValueError(f"reference_cache_key must match {_KEY_RE.pattern}: {reference_cache_key!r}")
-        kwargs = {
-            "cache": True,
-            # torch-fidelity pickles its feature cache (torch.save); a folder only the owner can write keeps
-            # another user from planting a file that would be unpickled here
-            "cache_root": str(private_dir(cache_dir / "fidelity_cache")),
-            "input2_cache_name": f"{reference_cache_key}-{_content_digest(reference)}",
-        }
-
-    _register_channels_last_inception()
     n1, n2 = len(generated), len(reference)
     subset_size = kid_subset_size(n1, n2)
-    # torch-fidelity calls .cuda() without an index, so select the requested GPU as current.
-    with torch.cuda.device(device) if cuda else contextlib.nullcontext(), _reference_build_lock(kwargs):
-        metrics = torch_fidelity.calculate_metrics(
-            input1=_Uint8Images(generated),
-            input2=_Uint8Images(reference),
-            fid=True,
-            kid=True,
-            feature_extractor=EXTRACTOR_NAME,
-            kid_subset_size=subset_size,
-            kid_subsets=KID_SUBSETS,
-            feature_extractor_weights_path=str(resolve_inception_weights(cache_dir)),
-            cuda=cuda,
-            batch_size=batch_size,
-            save_cpu_ram=True,  # no DataLoader worker processes: the images are already in memory
-            verbose=False,
-            **kwargs,
-        )
+    fid = fid_statistics_to_metric(fid_features_to_statistics(generated_features),
+                                   fid_features_to_statistics(reference_features), verbose=False)[KEY_METRIC_FID]
+    kid = kid_features_to_metric(generated_features, reference_features, kid_subset_size=subset_size,
+                                 kid_subsets=KID_SUBSETS, verbose=False)
     return {
-        "fid": float(metrics[torch_fidelity.KEY_METRIC_FID]),
-        "kid": float(metrics[torch_fidelity.KEY_METRIC_KID_MEAN]),
-        "kid_std": float(metrics[torch_fidelity.KEY_METRIC_KID_STD]),
+        "fid": float(fid),
+        "kid": float(kid[KEY_METRIC_KID_MEAN]),
+        "kid_std": float(kid[KEY_METRIC_KID_STD]),
         "kid_subset_size": subset_size,
         "kid_subsets": KID_SUBSETS,
         "n_generated": n1,

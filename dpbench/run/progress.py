@@ -92,6 +92,8 @@ class PlainTask:
     def _line(self, event: str) -> None:
         elapsed = time.monotonic() - self.started
         rate = f", {self.done / elapsed:.3g}/s" if elapsed > 0 and self.done else ""
+        if rate and event == "at" and self.total is not None and self.done < self.total:
+            rate += f", about {(self.total - self.done) * elapsed / self.done:.0f} s left"
         of = f"/{self.total}" if self.total is not None else ""
         extra = "".join(f", {k}={_fmt(v)}" for k, v in self.fields.items())
         print(f"[dpbench] {self.description}: {event} {self.done}{of}{extra}, elapsed {elapsed:.0f} s{rate}",
