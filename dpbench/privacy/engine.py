@@ -35,6 +35,7 @@ from dpbench.privacy.per_example import build as build_per_example
 from dpbench.privacy.per_example.choice import (AUTO, CHOICES, CHUNKINGS, ROWS, examples_per_chunk,
                                                 resolve_implementation)
 from dpbench.privacy.randomness import engine_randomness
+from dpbench.privacy.step_statistics import StepStatistics
 from dpbench.seeds import stream_seed
 
 # loss(model_fn, example) -> scalar, where example holds one private example's tensors (no batch dim)
@@ -153,6 +154,9 @@ class PrivateTrainer:
         self.batch_sizes: list[int] = []
 
         self.__per_example = build_per_example(implementation, model, loss)  # computes each chunk's clipped sum
+        self.statistics = StepStatistics(  # the run's training curves (privacy.step_statistics says what is DP)
+            loss, planned_steps=settings.steps, noise_std=sigma * settings.max_grad_norm if self.private else 0.0,
+            dimension=sum(p.numel() for p in self.trainable.values()), max_grad_norm=self.__plan.max_grad_norm)
         self.__fixed = self._privacy_state()
 
     @property
@@ -238,6 +242,7 @@ class PrivateTrainer:
             # and it leaves exactly the canary's clipped gradient plus the noise.
             released = torch.cat([g.reshape(-1) for g in total.values()])[self.canaries.coordinates]
             self.canaries.scores += (released - data_sum).double().cpu()
+        self.statistics.step(self.__steps_done, self.model, total)
         if self.private:
             denominator = self.__plan.sample_rate * self.n_private
         else:
@@ -256,6 +261,7 @@ class PrivateTrainer:
             result = self.__per_example.clipped_sum({k: v.to(self.device) for k, v in batch.items()},
                                                   self.__plan.max_grad_norm if self.private else None)
             nonfinite += int(result.nonfinite.sum())
+            self.statistics.chunk(batch, result.norms)
             for n in total:
                 total[n] += result.summed[n]
         return total, nonfinite

@@ -18,6 +18,7 @@ from dpbench.privacy.books import PrivacyBooks
 from dpbench.privacy.distributed import join_launched_world, launched_world_size
 from dpbench.privacy.ledger import PrivacyLedger
 from dpbench.run.config import run_config, run_location
+from dpbench.run.curves import write_curves
 from dpbench.run.environment import DeviceUnavailableError, concurrency_at_end, now, resolve_device
 from dpbench.run.prepare import PreparedRun, prepare
 from dpbench.run.progress import SilentProgress
@@ -64,7 +65,7 @@ def execute(registry: Registry, request: RunRequest, progress, data: PairData | 
     concurrency_at_end(record["env"])
     if not world.is_leader:
         return RunOutcome(record=record, record_path=None, ok=False)
-    return _write(run, record, samples, labels)
+    return _write(run, record, samples, labels, books)
 
 
 def _method_context(registry: Registry, run: PreparedRun, world, device: torch.device, progress):
@@ -134,9 +135,13 @@ def _score(run: PreparedRun, ctx: MethodContext, books, result, record: dict, pr
     return samples, labels
 
 
-def _write(run: PreparedRun, record: dict, samples, labels) -> RunOutcome:
-    """The synthetic set and its grid (completed runs only), then the record, atomically."""
+def _write(run: PreparedRun, record: dict, samples, labels, books=None) -> RunOutcome:
+    """The synthetic set and its grid (completed runs only), the DP stages' curves, then the record, atomically."""
     completed = record["status"] == "completed"
+    title = f"{run.resolved.method.name} on {run.resolved.pair.name}, target ε = {run.request.epsilon:g}"
+    curves = write_curves(run.directory, books.trainers, run.request.delta, title) if books is not None else None
+    if curves is not None:
+        record["curves"] = curves
     if completed and samples is not None:
         record["synthetic"] = save_synthetic(run.directory, samples, labels)
         save_sample_grid(samples, labels, run.resolved.pair.num_classes, run.directory / SAMPLES_NAME)
