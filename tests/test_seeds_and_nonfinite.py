@@ -1,4 +1,4 @@
-"""Seed streams are independent across seeds; a non-finite per-example gradient stays bounded and is counted."""
+"""Seed streams are independent across seeds and cells; a non-finite per-example gradient stays bounded and is counted."""
 import math
 
 import pytest
@@ -10,7 +10,7 @@ from torch import nn
 from dpbench.privacy.engine import DPSettings, PrivateTrainer
 from dpbench.privacy.per_example import base as clipping
 from dpbench.privacy.per_example import IMPLEMENTATIONS, with_batched_form
-from dpbench.seeds import stream_seed
+from dpbench.seeds import cell_seed, stream_seed
 
 STREAMS = [("dp", 0, "noise"), ("dp", 0, "sampling"), ("dp", 0, "batch"), ("dp", 1, "noise"), ("method",),
            ("images",), ("evaluation",)]
@@ -20,6 +20,25 @@ def test_seeds_s_and_s_plus_1_share_no_stream():
     seeds = {(s, path): stream_seed(s, *path) for s in range(50) for path in STREAMS}
     assert len(set(seeds.values())) == len(seeds)  # the old scheme (noise = s, sampling = s + 1) collides here
     assert stream_seed(3, "dp", 0, "noise") == stream_seed(3, "dp", 0, "noise")  # and they are reproducible
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=st.tuples(st.integers(0, 4), st.sampled_from(["1", "5", "10", "inf"]), st.text("0123456789abcdef", min_size=10,
+                                                                                       max_size=10)),
+       b=st.tuples(st.integers(0, 4), st.sampled_from(["1", "5", "10", "inf"]), st.text("0123456789abcdef", min_size=10,
+                                                                                       max_size=10)))
+def test_cells_that_differ_in_seed_epsilon_or_config_share_no_stream(a, b):
+    streams = [("dp", 0, "noise"), ("dp", 0, "sampling"), ("dp", 0, "batch"), ("method",)]
+    drawn_a = {stream_seed(cell_seed(*a), *path) for path in streams}
+    drawn_b = {stream_seed(cell_seed(*b), *path) for path in streams}
+    assert len(drawn_a) == len(streams)
+    assert (drawn_a == drawn_b) if a == b else not (drawn_a & drawn_b)
+
+
+def test_a_cell_key_without_an_epsilon_or_config_hash_is_refused():
+    for epsilon, config_hash in (("", "abc"), ("10", ""), (10.0, "abc"), ("10", None)):
+        with pytest.raises(ValueError, match="cell"):
+            cell_seed(0, epsilon, config_hash)
 
 
 def test_a_bad_run_seed_is_refused():
