@@ -118,7 +118,7 @@ def test_the_summary_ranks_marks_the_best_and_its_ties_and_stays_within_8_column
     runs = tmp_path / "runs"
     records = (_seeded("m-best", 10.0, [0.90, 0.91, 0.92]) + _seeded("m-tied", 10.0, [0.99, 0.60, 0.95])
                + _seeded("m-low", 10.0, [0.50, 0.52, 0.51]) + _seeded("m-best", 1.0, [0.60, 0.61, 0.62])
-               + _seeded("m-low", 1.0, [0.40, 0.41, 0.42], commit="bbbbbbb2"))
+               + _seeded("m-low", 1.0, [0.40, 0.41, 0.42], commit="bbbbbbb2") + _seeded("m-one", 1.0, [0.99]))
     for record in records:
         _write(runs, record)
     text = build_leaderboard(runs, tmp_path / "board").read_text()
@@ -131,7 +131,9 @@ def test_the_summary_ranks_marks_the_best_and_its_ties_and_stays_within_8_column
     assert rows["m-tied"][3] == "1.0 (at 1 of 2 ε)"
     assert rows["m-best"][4] == "76.0 (ε 1–10)"  # (61 + 91) / 2: the trapezoid over ε 1..10, per unit of ε
     assert rows["m-low"][-1] == "aaaaaaa, bbbbbbb" and "This table mixes 2 code versions" in text
-    assert [r[0] for r in table[1:]] == ["m-best", "m-tied", "m-low"]  # by mean rank
+    assert [r[0] for r in table[1:]] == ["m-best", "m-tied", "m-low", "m-one"]  # by mean rank, unranked last
+    # at ε = 1 a single seed has the best mean: it is not ranked, and no cell is bold there
+    assert rows["m-one"][1] == "99.0 (n=1)" and rows["m-one"][3] == "–" and rows["m-best"][1] == "61.0 ± 2.5 (n=3)"
     pairwise = _table_rows(text, "### digits-mnist: pairwise, seed-paired 95% intervals")
     verdicts = {(row[0], row[1]): row[3] for row in pairwise[1:]}
     assert verdicts[("10", "m-best − m-low")] == "m-best better" and verdicts[("10", "m-best − m-tied")] == "tied"

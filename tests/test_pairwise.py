@@ -64,6 +64,7 @@ def test_ranking_groups_the_lines_tied_with_the_best_and_leaves_too_few_seeds_un
     # the best mean has one seed: it is unranked, and the lines with seeds are ranked among themselves
     assert ranking.unranked == {"single": "1 seed"} and ranking.ranks["single"] is None
     assert ranking.best == "high" and ranking.ranks["high"] == 1 and ranking.order[-1] == "single"
+    assert ranking.top == "single" and not ranking.best_is_top  # so the page bolds no one at this ε
     runs, direction = _frame({
         ("high", 5.0): {0: 0.90, 1: 0.91, 2: 0.92},
         ("noisy", 5.0): {0: 0.99, 1: 0.60, 2: 0.95},

@@ -47,6 +47,12 @@ class Ranking:
     ranks: dict[str, int | None] = field(default_factory=dict)
     tied_with_best: set[str] = field(default_factory=set)
     unranked: dict[str, str] = field(default_factory=dict)
+    top: str | None = None  # the best mean of all lines, ranked or not
+
+    @property
+    def best_is_top(self) -> bool:
+        """Whether the best ranked line also has the best mean of all (no unranked line beats it)."""
+        return self.best is not None and self.best == self.top
 
     @property
     def best(self) -> str | None:
@@ -152,7 +158,8 @@ def rank(runs: pd.DataFrame, metric: str, epsilon: float, higher_is_better: bool
     means = cell.groupby("line")[metric].mean().to_dict()
     seeds = cell.groupby("line")["seed"].nunique().to_dict()
     order = sorted(means, key=lambda label: (-means[label] if higher_is_better else means[label], label))
-    ranking = Ranking(metric, epsilon, [label for label in order if seeds[label] >= 2], means)
+    ranking = Ranking(metric, epsilon, [label for label in order if seeds[label] >= 2], means,
+                      top=order[0] if order else None)
     ranking.unranked = {label: f"{seeds[label]} seed" for label in order if seeds[label] < 2}
     remaining, placed = list(ranking.order), 0
     while remaining:

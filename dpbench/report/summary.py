@@ -34,13 +34,13 @@ def mixed_commits_note(runs: pd.DataFrame) -> list[str]:
 
 
 def summary_cell(seeds: pd.Series, metric: str, ranking: Ranking | None, line: str) -> str:
-    """"74.1 ± 11.6 (n=3)": the mean, the 95% CI half-width and the seeds; bold for the best ranked mean,
-    "tied" for a line tied with it, "n/a" for a line whose comparison with a leader had too few shared seeds."""
+    """"74.1 ± 11.6 (n=3)": the mean, the 95% CI half-width and the seeds; bold for the best ranked mean unless an
+    unranked line (one seed) has a better one, "tied" for a line tied with it, "n/a" for a line whose comparison with a leader had too few shared seeds."""
     interval = mean_interval(seeds.dropna())
     if interval is None:
         return "–"
     mean = _number(interval.mean, metric)
-    if ranking is not None and ranking.best == line:
+    if ranking is not None and ranking.best == line and ranking.best_is_top:
         mean = f"**{mean}**"
     text = mean + (f" ± {_number(interval.half_width, metric)}" if interval.half_width is not None else "")
     text += f" (n={interval.n})"
