@@ -69,17 +69,18 @@ def test_a_generator_that_copies_one_sample_in_ten_is_flagged(digits):
 
 @settings(max_examples=25, deadline=None)
 @given(n_queries=st.integers(1, 40), n_reference=st.integers(2, 60), dim=st.integers(1, 8), seed=st.integers(0, 999),
-       query_chunk=st.integers(1, 16), reference_chunk=st.integers(1, 16))
+       query_chunk=st.integers(1, 16), block_rows=st.integers(1, 16))
 def test_chunked_nearest_two_matches_the_full_distance_matrix(n_queries, n_reference, dim, seed, query_chunk,
-                                                              reference_chunk):
+                                                              block_rows):
     generator = torch.Generator().manual_seed(seed)
-    queries = torch.rand(n_queries, dim, generator=generator, dtype=torch.float64)
-    reference = torch.rand(n_reference, dim, generator=generator, dtype=torch.float64)
+    queries = torch.randint(0, 256, (n_queries, dim), generator=generator, dtype=torch.uint8)
+    reference = torch.randint(0, 256, (n_reference, dim), generator=generator, dtype=torch.uint8)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(memorisation, "QUERY_CHUNK", query_chunk)
-        patch.setattr(memorisation, "REFERENCE_CHUNK", reference_chunk)
+        patch.setattr(memorisation, "BLOCK_VALUES", block_rows * dim)
         d1, d2 = nearest_two(queries, reference)
-    full = torch.cdist(queries, reference).sort(dim=1).values
+    full = torch.cdist(queries.double() / 255, reference.double() / 255,
+                       compute_mode="donot_use_mm_for_euclid_dist").sort(dim=1).values
     torch.testing.assert_close(d1, full[:, 0])
     torch.testing.assert_close(d2, full[:, 1])
 

@@ -105,7 +105,8 @@ class MemorisationEvaluator(Evaluator):
 
         return {"distance": "L2 on pixels in [0, 1]", "ratio_threshold": m.RATIO_THRESHOLD,
                 "ct": {"version": "per-cell (k-means on private train)", "samples_per_cell": m.CT_SAMPLES_PER_CELL,
-                       "max_cells": m.CT_MAX_CELLS, "min_cell_samples": m.CT_MIN_CELL_SAMPLES},
+                       "max_cells": m.CT_MAX_CELLS, "min_cell_samples": m.CT_MIN_CELL_SAMPLES,
+                       "kmeans_fit_images": m.KMEANS_FIT_IMAGES},
                 "flag": {"ct_below": m.CT_FLAG_BELOW, "excess_at": m.EXCESS_FLAG_AT,
                          "excess_p_value": m.EXCESS_P_VALUE}}
 
@@ -113,7 +114,8 @@ class MemorisationEvaluator(Evaluator):
         from dpbench.eval.memorisation import copy_check
 
         task = ctx.progress.task("copy check", total=None)
-        check = copy_check(ctx.samples, ctx.private_train.images, ctx.private_test.images, seed=ctx.seed % 2**32)
+        check = copy_check(ctx.samples, ctx.private_train.images, ctx.private_test.images, seed=ctx.seed % 2**32,
+                           device=ctx.device)
         task.close()
         sizes = {"n_generated": check.n_samples, "n_train": check.n_train, "n_test": check.n_test}
         flag_extra = {"rule": "train fraction >= test fraction + 0.01 at McNemar p < 0.001, or C_T < -3",

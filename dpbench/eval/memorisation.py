@@ -35,8 +35,9 @@ CT_FLAG_BELOW = -3.0  # C_T is a weighted mean of cell Z-scores, each ~N(0, 1) w
 EXCESS_FLAG_AT = 0.01  # a train-fraction excess over the test fraction of at least 1 point of the samples ...
 EXCESS_P_VALUE = 1e-3  # ... that a one-sided exact McNemar test finds at p < 0.001
 EXACT_MATCH = 1e-4  # a distance below this is an exact copy: one grey level (1/255) in one pixel is 0.0039
-QUERY_CHUNK = 256  # rows of one distance block: 256 x 8192 float64 is 16 MiB whatever the splits' sizes
-REFERENCE_CHUNK = 8192
+QUERY_CHUNK = 256  # queries per distance block
+BLOCK_VALUES = 2**23  # float64 values of one converted reference block (64 MiB), whatever the image size
+KMEANS_FIT_IMAGES = 5000  # our choice: the cells are fitted on at most this many train images (seeded subsample)
 
 
 @dataclass(frozen=True)
@@ -56,30 +57,35 @@ class CopyCheck:
     median_test_distance_to_train: float  # of the test images to their nearest train image
 
 
-def as_points(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, C, H, W) images as float64 rows in [0, 1] (float64: torch.cdist's matrix-product form is then
-    exact to ~1e-7, where float32's puts an exact copy 0.003 away)."""
+def as_rows(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) images as uint8 rows (N, C*H*W); blocks of them become floats only as they are compared."""
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"the copy check takes uint8 (N, C, H, W) images, got {images.dtype} {tuple(images.shape)}")
-    return images.reshape(len(images), -1).double() / 255
+    return images.reshape(len(images), -1)
 
 
-def nearest_two(queries: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each query's L2 distance to its nearest and second-nearest reference row, in blocks of
-    QUERY_CHUNK x REFERENCE_CHUNK distances, so memory stays bounded whatever the sizes."""
+def _points(rows: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 rows as float64 points in [0, 1] (float64: torch.cdist's matrix-product form is then exact to ~1e-7,
+    where float32's puts an exact copy 0.003 away)."""
+    return rows.to(device).double() / 255
+
+
+def nearest_two(queries: torch.Tensor, reference: torch.Tensor, device: torch.device = torch.device("cpu")
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each query row's L2 distance to its nearest and second-nearest reference row (uint8 rows, compared as points
+    in [0, 1]). The reference is converted one block of at most BLOCK_VALUES floats at a time, once, and compared
+    with QUERY_CHUNK queries at a time, so memory stays bounded whatever the sizes."""
     if len(reference) < 2:
         raise ValueError(f"the copy check needs at least 2 reference images, got {len(reference)}")
-    first, second = [], []
-    for start in range(0, len(queries), QUERY_CHUNK):
-        block = queries[start:start + QUERY_CHUNK]
-        best = torch.full((len(block), 2), float("inf"), dtype=block.dtype)
-        for ref_start in range(0, len(reference), REFERENCE_CHUNK):
-            distances = torch.cdist(block, reference[ref_start:ref_start + REFERENCE_CHUNK])
-            candidates = torch.cat([best, distances], dim=1)
-            best = candidates.topk(2, dim=1, largest=False).values  # sorted ascending
-        first.append(best[:, 0])
-        second.append(best[:, 1])
-    return torch.cat(first), torch.cat(second)
+    block_rows = max(1, BLOCK_VALUES // reference.shape[1])
+    best = torch.full((len(queries), 2), float("inf"), dtype=torch.float64, device=device)
+    for ref_start in range(0, len(reference), block_rows):
+        block = _points(reference[ref_start:ref_start + block_rows], device)
+        for start in range(0, len(queries), QUERY_CHUNK):
+            distances = torch.cdist(_points(queries[start:start + QUERY_CHUNK], device), block)
+            candidates = torch.cat([best[start:start + QUERY_CHUNK], distances], dim=1)
+            best[start:start + QUERY_CHUNK] = candidates.topk(2, dim=1, largest=False).values  # sorted ascending
+    return best[:, 0].cpu(), best[:, 1].cpu()
 
 
 def near_copies(d1: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
@@ -88,10 +94,16 @@ def near_copies(d1: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
     return (d1 < RATIO_THRESHOLD * d2) | (d1 < EXACT_MATCH)
 
 
-def nearest_distance(queries: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+def nearest_distance(queries: torch.Tensor, reference: torch.Tensor, device: torch.device = torch.device("cpu")
+                     ) -> torch.Tensor:
     if len(reference) == 1:
-        return torch.cdist(queries, reference)[:, 0]
-    return nearest_two(queries, reference)[0]
+        return torch.cdist(_points(queries, device), _points(reference, device))[:, 0].cpu()
+    return nearest_two(queries, reference, device)[0]
+
+
+def nearest_centroid(rows: torch.Tensor, centroids: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return torch.cat([torch.cdist(_points(rows[start:start + QUERY_CHUNK], device), centroids).argmin(1).cpu()
+                      for start in range(0, len(rows), QUERY_CHUNK)])
 
 
 def mann_whitney_z(synthetic: np.ndarray, test: np.ndarray) -> float:
@@ -108,14 +120,19 @@ def number_of_cells(m: int, n: int) -> int:
     return max(1, min(CT_MAX_CELLS, min(m, n) // CT_SAMPLES_PER_CELL))
 
 
-def data_copying_ct(samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor, *, seed: int
-                    ) -> tuple[float, int, int]:
-    """(C_T, cells used, k): Meehan et al.'s per-cell statistic, cells from k-means on the train split (k-means++
-    seeded with `seed`); in each cell, distances to the nearest training image of that cell."""
+def data_copying_ct(samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor, *, seed: int,
+                    device: torch.device = torch.device("cpu")) -> tuple[float, int, int]:
+    """(C_T, cells used, k) of uint8 rows: Meehan et al.'s per-cell statistic, cells from k-means (k-means++ seeded
+    with `seed`) on at most KMEANS_FIT_IMAGES train images; in each cell, distances to the nearest training image
+    of that cell."""
     k = number_of_cells(len(samples), len(test))
-    centroids, _ = kmeans2(train.numpy(), k, iter=20, minit="++", rng=seed, missing="warn")
-    centroids = torch.from_numpy(centroids)
-    cell = {name: torch.cdist(points, centroids).argmin(1) for name, points in
+    fit = train
+    if len(train) > KMEANS_FIT_IMAGES:
+        fit = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:KMEANS_FIT_IMAGES]]
+    centroids, _ = kmeans2(_points(fit, torch.device("cpu")).numpy(), k, iter=20, minit="++", rng=seed,
+                           missing="warn")
+    centroids = torch.from_numpy(centroids).to(device)
+    cell = {name: nearest_centroid(rows, centroids, device) for name, rows in
             (("train", train), ("test", test), ("samples", samples))}
     weights, scores = [], []
     for c in range(k):
@@ -123,8 +140,8 @@ def data_copying_ct(samples: torch.Tensor, train: torch.Tensor, test: torch.Tens
                                          samples[cell["samples"] == c])
         if len(in_samples) <= CT_MIN_CELL_SAMPLES or len(in_test) == 0 or len(in_train) == 0:
             continue  # Meehan et al. leave out cells the generator barely reaches (tau), and empty cells
-        scores.append(mann_whitney_z(nearest_distance(in_samples, in_train).numpy(),
-                                     nearest_distance(in_test, in_train).numpy()))
+        scores.append(mann_whitney_z(nearest_distance(in_samples, in_train, device).numpy(),
+                                     nearest_distance(in_test, in_train, device).numpy()))
         weights.append(len(in_test) / len(test))
     if not scores:
         return float("nan"), 0, k
@@ -149,23 +166,23 @@ def copy_verdict(train_fraction: float, test_fraction: float, p_value: float, ct
                    f"C_T = {ct:.2f}")
 
 
-def copy_check(samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor, *, seed: int = 0) -> CopyCheck:
+def copy_check(samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor, *, seed: int = 0,
+               device: torch.device = torch.device("cpu")) -> CopyCheck:
     """The copy check of uint8 synthetic images against the private train and test splits' uint8 images."""
-    samples, train, test = as_points(samples), as_points(train), as_points(test)
+    samples, train, test = as_rows(samples), as_rows(train), as_rows(test)
     if samples.shape[1] != train.shape[1] or test.shape[1] != train.shape[1]:
         raise ValueError(f"the samples ({samples.shape[1]} values each), train ({train.shape[1]}) and test "
                          f"({test.shape[1]}) images differ in size")
-    to_train = nearest_two(samples, train)
-    copies_train, copies_test = near_copies(*to_train), near_copies(*nearest_two(samples, test))
+    to_train = nearest_two(samples, train, device)
+    copies_train, copies_test = near_copies(*to_train), near_copies(*nearest_two(samples, test, device))
     only_train = int((copies_train & ~copies_test).sum())
     only_test = int((copies_test & ~copies_train).sum())
     p_value = (stats.binomtest(only_train, only_train + only_test, 0.5, alternative="greater").pvalue
                if only_train + only_test else 1.0)
-    ct, ct_cells, cells = data_copying_ct(samples, train, test, seed=seed)
+    ct, ct_cells, cells = data_copying_ct(samples, train, test, seed=seed, device=device)
     train_fraction, test_fraction = copies_train.float().mean().item(), copies_test.float().mean().item()
     flagged, reason = copy_verdict(train_fraction, test_fraction, p_value, ct)
     return CopyCheck(train_fraction=train_fraction, test_fraction=test_fraction, excess_p_value=float(p_value),
                      ct=ct, ct_cells=ct_cells, cells=cells, flagged=flagged, reason=reason, n_samples=len(samples),
-                     n_train=len(train), n_test=len(test),
-                     median_distance_to_train=to_train[0].median().item(),
-                     median_test_distance_to_train=nearest_distance(test, train).median().item())
+                     n_train=len(train), n_test=len(test), median_distance_to_train=to_train[0].median().item(),
+                     median_test_distance_to_train=nearest_distance(test, train, device).median().item())
