@@ -127,8 +127,9 @@ def test_the_summary_ranks_marks_the_best_and_its_ties_and_stays_within_8_column
     assert len(header) <= 8 and header[:3] == ["method", "ε = 1", "ε = 10"]
     assert rows["m-best"][2].startswith("**91.0**") and rows["m-best"][2].endswith("(n=3)")
     assert rows["m-tied"][2].endswith("tied") and "**" not in rows["m-low"][2]
-    assert rows["m-best"][3] == "1.0" and rows["m-low"][3] == "2.5"  # 2nd of 2 at ε = 1, 3rd of 3 at ε = 10
-    assert rows["m-tied"][3] == "1.0 (at 1 of 2 ε)"
+    # "of 3": ranked among at most three lines; m-low is 2nd of 2 at ε = 1 and 3rd of 3 at ε = 10
+    assert rows["m-best"][3] == "1.0 of 3" and rows["m-low"][3] == "2.5 of 3"
+    assert rows["m-tied"][3] == "1.0 of 3 (at 1 of 2 ε)"
     assert rows["m-best"][4] == "76.0 (ε 1–10)"  # (61 + 91) / 2: the trapezoid over ε 1..10, per unit of ε
     assert rows["m-low"][-1] == "aaaaaaa, bbbbbbb" and "This table mixes 2 code versions" in text
     assert [r[0] for r in table[1:]] == ["m-best", "m-tied", "m-low", "m-one"]  # by mean rank, unranked last

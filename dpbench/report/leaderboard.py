@@ -147,7 +147,7 @@ def _pair_sections(pair: str, frame: pd.DataFrame, direction: dict[str, bool], s
     lines += [f"### {pair}: summary", ""]
     lines += ["Only methods with two seeds or more are ranked. **bold**: the best mean at that ε, when it is ranked; "
               "tied: its seed-paired 95% interval with the best covers 0; n/a: too few seeds shared with a better "
-              "method to rank; mean rank: over the ε where the method is ranked (1 = best).", ""]
+              "method to rank; mean rank: over the ε where the method is ranked (1 = best), of k: among how many.", ""]
     for metric in ("accuracy", "fid"):
         if metric in direction:
             lines += summary_tables(runs, comparison, metric, direction[metric])

@@ -59,10 +59,12 @@ def summary_tables(runs: pd.DataFrame, comparison: PairComparison, metric: str, 
     private = private[private[metric].notna()]
     epsilons = sorted(set(private["epsilon"]))
     summaries = comparison.summaries
-    mean_ranks = {}
+    mean_ranks, field_size = {}, {}
     for label in set(private["line"]):
-        ranks = [r.ranks[label] for (m, _), r in comparison.rankings.items() if m == metric and r.ranks.get(label)]
-        mean_ranks[label] = (sum(ranks) / len(ranks), len(ranks)) if ranks else (None, 0)
+        ranked = [r for (m, _), r in comparison.rankings.items() if m == metric and r.ranks.get(label)]
+        mean_ranks[label] = (sum(r.ranks[label] for r in ranked) / len(ranked), len(ranked)) if ranked else (None, 0)
+        # how many lines it was ranked among (the most over its ε): rank 1 of 1 says little
+        field_size[label] = max((sum(v is not None for v in r.ranks.values()) for r in ranked), default=0)
     order = sorted(set(private["line"]), key=lambda label: (mean_ranks[label][0] or math.inf, label))
     unit = " (%)" if metric in SCALE else ""
     lines = []
@@ -81,7 +83,8 @@ def summary_tables(runs: pd.DataFrame, comparison: PairComparison, metric: str, 
                            if not seeds.empty else "–")
             mean_rank, count = mean_ranks[label]
             row.append("–" if mean_rank is None else
-                       f"{mean_rank:.1f}" + ("" if count == len(epsilons) else f" (at {count} of {len(epsilons)} ε)"))
+                       f"{mean_rank:.1f} of {field_size[label]}"
+                       + ("" if count == len(epsilons) else f" (at {count} of {len(epsilons)} ε)"))
             if metric == "accuracy":
                 summary = summaries.get(label)
                 row.append("–" if summary is None or summary.area is None else
