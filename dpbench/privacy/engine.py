@@ -77,9 +77,6 @@ class DPSettings:
             raise ValueError(f"chunking must be one of {CHUNKINGS}, got '{self.chunking}'")
 
 
-clip_factors = clipping.clip_factors
-
-
 def add_gaussian_noise(summed: dict[str, torch.Tensor], noise_multiplier: float, max_grad_norm: float,
                        randomness) -> dict[str, torch.Tensor]:
     """Add N(0, (sigma*C)^2) to every coordinate of the summed clipped gradient. `randomness` is the engine's
@@ -146,9 +143,13 @@ class PrivateTrainer:
         # the method's own; it decides no privacy-relevant draw, so it stays seeded
         self.batch_generator = torch.Generator(device=device).manual_seed(
             stream_seed(seed, "dp", stage, "batch", *(("replica", *replica) if replica else ())))
+        if audit is not None and not self.private:
+            raise ValueError("an audit needs a private stage (finite ε): there is no claim to audit")
+        # the canaries know the mechanism their stage claims (σ, q, accountant), to test the run against it
         self.canaries = None if audit is None else GradientCanaries(
             audit, sum(p.numel() for p in self.trainable.values()),
-            torch.Generator().manual_seed(stream_seed(seed, "audit", stage)))
+            torch.Generator().manual_seed(stream_seed(seed, "audit", stage)),
+            noise_multiplier=sigma, sample_rate=sample_rate, accountant=settings.accountant)
         self.__steps_done = 0
         self.nonfinite_examples = 0  # examples zeroed for a NaN/inf gradient; a count over the whole run
         self.batch_sizes: list[int] = []
@@ -207,9 +208,12 @@ class PrivateTrainer:
 
     def _sample_indices(self) -> torch.Tensor:
         """Poisson sampling: each private example of this replica's shard (the whole split in a single process)
-        joins the batch independently with the sample rate."""
-        mask = self.__randomness.uniform(len(self.__shard)) < self.__plan.sample_rate
-        return self.__shard[mask]
+        joins the batch independently with the sample rate. An audit's member canaries are examples of the split
+        too, drawn in the same call at the same rate: canary j is index n_private + j."""
+        members = self.canaries.members() if self.canaries is not None else self.__shard[:0]
+        mask = self.__randomness.uniform(len(self.__shard) + len(members)) < self.__plan.sample_rate
+        real = len(self.__shard)
+        return torch.cat([self.__shard[mask[:real]], self.n_private + members.to(self.__shard)[mask[real:]]])
 
     def _privatised_gradient(self) -> dict[str, torch.Tensor]:
         """One step's released gradient: sum of clipped per-example grads + noise, over the expected batch size.
@@ -221,6 +225,8 @@ class PrivateTrainer:
         if self.__write_ahead:
             self._checkpoints.record_started(self.stage, self.__steps_done)
         indices = self._sample_indices().to(self.__y.device)
+        sampled_canaries = indices[indices >= self.n_private] - self.n_private
+        indices = indices[indices < self.n_private]
         total, nonfinite = self._clipped_sum(indices)
         batch_size, nonfinite = self.world.sum_counts(len(indices), nonfinite)
         self.batch_sizes.append(batch_size)
@@ -228,7 +234,7 @@ class PrivateTrainer:
         total = self.world.sum(total)
         if self.canaries is not None:
             data_sum = torch.cat([g.reshape(-1) for g in total.values()])[self.canaries.coordinates]
-            total = self._add_canaries(total)
+            total = self._add_canaries(total, sampled_canaries)
         if self.private:
             summed = total
             total = self.world.drawn_once(lambda: add_gaussian_noise(summed, self.__plan.noise_multiplier,
@@ -241,7 +247,7 @@ class PrivateTrainer:
             # adversary may know every other record, so removing their (known) contribution is a fair attack,
             # and it leaves exactly the canary's clipped gradient plus the noise.
             released = torch.cat([g.reshape(-1) for g in total.values()])[self.canaries.coordinates]
-            self.canaries.scores += (released - data_sum).double().cpu()
+            self.canaries.observe((released - data_sum).double().cpu())
         self.statistics.step(self.__steps_done, self.model, total)
         if self.private:
             denominator = self.__plan.sample_rate * self.n_private
@@ -266,18 +272,20 @@ class PrivateTrainer:
                 total[n] += result.summed[n]
         return total, nonfinite
 
-    def _add_canaries(self, total: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The audit's Dirac canaries: each member is Poisson-sampled like a private example and adds its clipped
-        gradient (norm `scale` * C before clipping) on its own coordinate."""
-        canaries = self.canaries
-        sampled = (self.__randomness.uniform(len(canaries.member)) < self.__plan.sample_rate) & canaries.member
-        if not sampled.any():
+    def _add_canaries(self, total: dict[str, torch.Tensor], sampled: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The sampled canaries' clipped gradients added to the step's clipped sum. Canary j's per-example gradient
+        is `scale` * C on its own coordinate; its weight comes from the clip arithmetic every per-example
+        implementation uses (per_example.base.example_weights), so a clip that is weakened or off there is
+        weakened or off for the canaries too."""
+        if not len(sampled):
             return total
-        clip = self.__plan.max_grad_norm or 1.0
-        norms = torch.full((int(sampled.sum()),), canaries.settings.scale * clip)
-        values = norms * (clip_factors(norms, clip) if self.private else 1.0)
+        clip = self.__plan.max_grad_norm
+        norms = torch.full((len(sampled),), self.canaries.settings.scale * clip, dtype=torch.float64)
+        weights, _, _ = clipping.example_weights(norms.square(), clip)
+        values = norms * weights
         flat = torch.cat([g.reshape(-1) for g in total.values()])
-        flat = flat.index_add(0, canaries.coordinates[sampled].to(flat.device), values.to(flat.device, flat.dtype))
+        coordinates = self.canaries.coordinates[sampled.cpu()].to(flat.device)
+        flat = flat.index_add(0, coordinates, values.to(flat.device, flat.dtype))
         out, offset = {}, 0
         for name, g in total.items():
             out[name] = flat[offset:offset + g.numel()].view_as(g)
@@ -339,7 +347,7 @@ class PrivateTrainer:
                 "params": {n: p.detach().cpu().clone() for n, p in self.trainable.items()},
                 "optimizer": optimizer.state_dict(), "randomness": self.__randomness.state(),
                 "batch_rng": self.batch_generator.get_state(), "torch_rng": torch.get_rng_state(),
-                "canary_scores": self.canaries.scores.clone() if self.canaries is not None else None}
+                "canaries": self.canaries.state() if self.canaries is not None else None}
 
     def _restore(self, optimizer: torch.optim.Optimizer) -> None:
         state = self._checkpoints.load(self.stage, self._plan_key()) if self._checkpoints else None
@@ -359,5 +367,5 @@ class PrivateTrainer:
         self.batch_sizes = list(state["batch_sizes"])
         self.nonfinite_examples = int(state["nonfinite_examples"])
         if self.canaries is not None:
-            self.canaries.scores = state["canary_scores"].clone()
+            self.canaries.load_state(state["canaries"])
 
