@@ -84,7 +84,8 @@ def compare_run(run_dir: Path, against: Path) -> dict:
         warnings.simplefilter("always")
         others = trusted(read_records(Path(against)))
     left_out = [str(w.message) for w in caught if "left out" in str(w.message)]
-    (mine,), direction = [row for _, row in records_frame([run])[0].iterrows()], records_frame([run])[1]
+    own, direction = records_frame([run])
+    mine = own.iloc[0]
     frame, other_direction = records_frame(others)
     direction = {**other_direction, **direction}
     if not frame.empty:
