@@ -5,7 +5,6 @@ A "method" here is a leaderboard line: (method, preset, config hash), labelled b
 appears with several configs."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +15,6 @@ from dpbench.report.frame import is_reference_epsilon
 from dpbench.report.stats import BOOTSTRAP_FROM, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, LEVEL
 
 LINE_KEYS = ["method", "preset", "config_hash"]
-VERDICTS = ("better", "worse", "tied", "n/a")
 
 
 @dataclass(frozen=True)
@@ -239,8 +237,3 @@ def compare_pair(runs: pd.DataFrame, direction: dict[str, bool], metrics=("accur
                 rankings[(metric, epsilon)] = rank(private, metric, epsilon, direction[metric], found)
     return PairComparison(differences, rankings, summaries(runs, list(rankings.values())))
 
-
-def half_width(low: float | None, high: float | None, mean: float | None) -> float | None:
-    if low is None or high is None or mean is None or not math.isfinite(mean):
-        return None
-    return max(mean - low, high - mean)
