@@ -275,8 +275,9 @@ def test_smoke_grid_completes_with_jobs_2(smoke_grid):
     out, (result, summary), _, seconds = smoke_grid
     assert result.exit_code == 0, result.output
     # the cell `dpbench run` made is found under the same config hash and skipped; the other 11 ran
-    assert summary["counts"] == {"done": 11, "skipped": 1, "stale": 0, "failed": 0}, summary
-    skipped = [c for c in summary["cells"] if c["status"] == "skipped"]
+    counts = summary["counts"]  # a commit landing between the run and the sweep (a shared checkout) makes it stale
+    assert (counts["done"], counts["failed"], counts["skipped"] + counts["stale"]) == (11, 0, 1), summary
+    skipped = [c for c in summary["cells"] if c["status"] in ("skipped", "stale")]
     assert [c["label"] for c in skipped] == [f"digits-mnist {MOCK_METHOD} eps=5 seed=1"]
     records = _records(out)
     assert len(records) == 12 and all(r["status"] == "completed" for r in records)
@@ -301,7 +302,9 @@ def test_smoke_grid_completes_with_jobs_2(smoke_grid):
 def test_smoke_grid_run_again_skips_everything(smoke_grid):
     out, _, (result, summary), _ = smoke_grid
     assert result.exit_code == 0, result.output
-    assert summary["counts"] == {"done": 0, "skipped": 12, "stale": 0, "failed": 0}
+    counts = summary["counts"]
+    # nothing runs again; a commit landing between the two sweeps (a shared checkout) makes them stale, not re-run
+    assert (counts["done"], counts["failed"], counts["skipped"] + counts["stale"]) == (0, 0, 12), counts
     assert len(_records(out)) == 12
 
 
