@@ -38,6 +38,7 @@ EXACT_MATCH = 1e-4  # a distance below this is an exact copy: one grey level (1/
 QUERY_CHUNK = 256  # queries per distance block
 BLOCK_VALUES = 2**23  # float64 values of one converted reference block (64 MiB), whatever the image size
 KMEANS_FIT_IMAGES = 5000  # our choice: the cells are fitted on at most this many train images (seeded subsample)
+KMEANS_FIT_VALUES = 2**25  # ... and on at most 256 MiB of float64 values (2,730 images of 3 x 64 x 64)
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,12 @@ def number_of_cells(m: int, n: int) -> int:
 def data_copying_ct(samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor, *, seed: int,
                     device: torch.device = torch.device("cpu")) -> tuple[float, int, int]:
     """(C_T, cells used, k) of uint8 rows: Meehan et al.'s per-cell statistic, cells from k-means (k-means++ seeded
-    with `seed`) on at most KMEANS_FIT_IMAGES train images; in each cell, distances to the nearest training image
-    of that cell."""
+    with `seed`) on a subsample of the train images (KMEANS_FIT_IMAGES, KMEANS_FIT_VALUES); in each cell, distances
+    to the nearest training image of that cell."""
     k = number_of_cells(len(samples), len(test))
-    fit = train
-    if len(train) > KMEANS_FIT_IMAGES:
-        fit = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:KMEANS_FIT_IMAGES]]
+    fit, most = train, max(k, min(KMEANS_FIT_IMAGES, KMEANS_FIT_VALUES // train.shape[1]))
+    if len(train) > most:
+        fit = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:most]]
     centroids, _ = kmeans2(_points(fit, torch.device("cpu")).numpy(), k, iter=20, minit="++", rng=seed,
                            missing="warn")
     centroids = torch.from_numpy(centroids).to(device)
