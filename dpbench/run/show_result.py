@@ -25,10 +25,15 @@ def result_table(record: dict) -> Table:
                         f"eps={record['privacy']['epsilon_target']}, seed {record['seed']}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name, metric in record["metrics"].items():
+    outside = record.get("outside_guarantee", {}).get("metrics", {})  # computed on private train: ε does not cover
+    for name, metric in [*record["metrics"].items(), *outside.items()]:
         arrow = "↑" if metric["higher_is_better"] else "↓"
-        suffix = " (reference)" if metric.get("reference") else ""
-        table.add_row(f"{name} {arrow}{suffix}", f"{metric['value']:.4g}")
+        notes = [note for note, applies in (("reference", metric.get("reference")), ("outside ε", name in outside))
+                 if applies]
+        suffix = f" ({', '.join(notes)})" if notes else ""
+        table.add_row(f"{name} {arrow}{suffix}", f"{float(metric['value']):.4g}")
+    if record.get("withheld", {}).get("grid"):
+        table.add_row("sample grid", "withheld: " + record["withheld"]["grid"])
     privacy = record["privacy"]
     if "epsilon" in privacy:
         table.add_row("epsilon (recomputed)", f"{privacy['epsilon']:.4g}")
