@@ -125,3 +125,15 @@ def test_a_run_that_cannot_fit_is_refused_before_it_starts_naming_the_memory(moc
     monkeypatch.setenv("DPBENCH_MEMORY_LIMIT", "lots")
     assert "is not a size" in CliRunner().invoke(main, args).output
 
+
+
+def test_the_shipping_size_limit_binds_a_package_folder_only(tmp_path):
+    from dpbench.pretrain.shipped import MAX_FILE_BYTES, ShippedStore
+
+    big = {"w": torch.zeros(MAX_FILE_BYTES // 4 + 1024)}  # a paper-width backbone is 12 MB
+    weights, _ = ShippedStore(tmp_path / "paper-weights").write("big", big, {"recipe": 1}, {})
+    assert weights.stat().st_size > MAX_FILE_BYTES  # the user's --out folder: written
+    (tmp_path / "package").mkdir()
+    (tmp_path / "package" / "__init__.py").touch()
+    with pytest.raises(ValueError, match="over the 8 MB limit for a shipped file"):
+        ShippedStore(tmp_path / "package" / "weights").write("big", big, {"recipe": 1}, {})

@@ -51,11 +51,12 @@ class ShippedStore:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
     def write(self, name: str, state_dict: dict, recipe: dict, extra: dict) -> tuple[Path, Path]:
-        """Write weights and recipe atomically; refuse a file over the size limit."""
+        """Write weights and recipe atomically; refuse a file over the size limit in a package's weights folder
+        (what a package ships; a folder of the user's, e.g. the paper preset's weights, takes any size)."""
         buffer = io.BytesIO()
         torch.save({k: v.detach().cpu().clone() for k, v in state_dict.items()}, buffer)
         data = buffer.getvalue()
-        if len(data) > MAX_FILE_BYTES:
+        if len(data) > MAX_FILE_BYTES and (Path(self.directory).parent / "__init__.py").exists():
             raise ValueError(f"{name}: {len(data) / 2**20:.1f} MB is over the {MAX_FILE_BYTES / 2**20:.0f} MB limit "
                              "for a shipped file")
         weights, meta_path = self.paths(name)
