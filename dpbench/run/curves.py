@@ -73,6 +73,7 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     panels = [("loss_outside_dp", "loss (private batch, outside DP)", "linear"),
               ("epsilon_spent", "ε spent", "linear"),
@@ -88,6 +89,11 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
         ax.set_xlabel("step")
         if scale == "log" and any(r[column] > 0 and math.isfinite(r[column]) for r in rows):
             ax.set_yscale("log")
+            plain = matplotlib.ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4))  # 6, not 6×10⁰
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain)
+        if column.startswith("clip_fraction"):
+            ax.set_ylim(-0.03, 1.03)  # a fraction: its whole range, so that "all clipped" reads as 1, not as noise
         ax.grid(alpha=0.3)
     if len({r["stage"] for r in rows}) > 1:
         axes.flat[0].legend(fontsize=8)
