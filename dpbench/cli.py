@@ -134,8 +134,9 @@ def sweep(methods, pairs, epsilons, seeds, delta, preset, overrides, references,
 def audit(method, pair, epsilon, delta, seed, preset, overrides, canaries, guesses, out, device, data_root, cache_dir,
           as_json):
     """Audit a method's DP training empirically: an ε lower bound from one training run with white-box
-    gradient canaries (Steinke, Nasr & Jagielski 2023). The audit trains its own model, with the canaries in
-    it, and writes a record of kind `audit`; a bound above the claimed ε means the training leaks more than it
+    gradient canaries sampled, clipped and noised by the engine itself, by Steinke, Nasr & Jagielski 2023 and by
+    the f-DP analysis of Mahloujifar et al. 2025. The audit trains its own model, with the canaries in it, and
+    writes a record of kind `audit`; a bound above the audited stage's ε means the training leaks more than it
     claims. Exit 0 when the bound is at most the claim, 1 when it exceeds it (or the run failed), 2 on bad input."""
     from dpbench.run.audit_report import audit_settings, audit_summary, exceeds_claim
     from dpbench.run.progress import make_progress

@@ -41,6 +41,7 @@ far more than it claims, not a tight ε = 10.
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import asdict, dataclass
@@ -59,6 +60,7 @@ DEFAULT_CANARIES = 1000
 DEFAULT_GUESSES = 50  # k+ = k- = 50
 CANARY_SCALE = 100.0  # the canary gradient's norm in units of C: clipped to C by a working engine
 ANALYSES = ("steinke", "fdp")
+_epsilon_spent = functools.lru_cache(maxsize=4096)(epsilon_spent)  # the f-DP search asks for the same σ' again
 TESTS = 2 * len(ANALYSES)  # two statistics (sum, step differences) by two analyses: Bonferroni over four
 
 
@@ -185,7 +187,7 @@ class GradientCanaries:
         def epsilon_of(noise_multiplier: float) -> float:
             with warnings.catch_warnings(), np.errstate(all="ignore"):  # far below σ the accountant overflows to ∞
                 warnings.simplefilter("ignore")
-                return epsilon_spent(noise_multiplier, self.sample_rate, self.steps, delta, self.accountant)
+                return _epsilon_spent(noise_multiplier, self.sample_rate, self.steps, delta, self.accountant)
 
         def bounds(r: int, v: int) -> dict[str, float]:
             if not self.steps:
