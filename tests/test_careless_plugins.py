@@ -226,6 +226,7 @@ def test_the_self_test_sees_synthetic_images_only_and_leaves_the_random_state_al
     assert torch.equal(torch.get_rng_state(), state)
 
 
+@pytest.mark.slow  # vmap over four scopes' U-Nets, twice
 @pytest.mark.parametrize("k", [1, 3])
 def test_the_harness_diffusion_loss_passes_the_self_test_on_every_scope_and_keeps_ghost(k):
     from dpbench.finetune.diffusion_finetune import diffusion_batch_maker
@@ -250,3 +251,20 @@ def test_the_harness_classifier_loss_passes_the_self_test():
     report = self_test.self_test(model, classifier_example_loss, pass_through, to_model_range, "ghost",
                                  image_shape=(1, 28, 28), num_classes=10, device=torch.device("cpu"))
     assert report.implementation == "ghost" and report.fallback is None, report
+
+
+class WithDropout(Linear):
+    def __init__(self):
+        super().__init__()
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.out(self.drop(x.flatten(1)))
+
+
+def test_dropout_mixes_no_rows_so_ghost_stays_and_the_model_is_left_in_training_mode():
+    model = WithDropout()
+    report = self_test.self_test(model, plain_loss, plain_batch, unit, "ghost", image_shape=SHAPE, num_classes=2,
+                                 device=torch.device("cpu"))
+    assert report.implementation == "ghost" and report.fallback is None
+    assert model.drop.training

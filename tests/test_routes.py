@@ -167,6 +167,8 @@ def test_a_pair_view_keeps_the_description_and_the_harness_keeps_its_loader(regi
     with pytest.raises(PermissionError):
         view.load(None)
     assert registry.pair("digits-mnist").load is spec.load  # the harness's own registry is untouched
+    registry.for_plugins().evaluators.clear()  # nor can plugin code change what the harness looks up
+    assert registry.evaluators
 
 
 def _engine():

@@ -98,9 +98,12 @@ class Registry:
         return table[name]
 
     def for_plugins(self) -> "Registry":
-        """The registry as plugin code gets it (a method's validate, complete_settings and context): every pair is
-        a view without a loader (`pair_view`), so no plugin reaches a pair's private splits through it."""
-        return dataclasses.replace(self, pairs={name: pair_view(spec) for name, spec in self.pairs.items()})
+        """The registry as plugin code gets it (a method's validate, complete_settings and context): a copy of the
+        tables, in which every pair is a view without a loader (`pair_view`), so no plugin reaches a pair's private
+        splits through it or changes what the harness looks up."""
+        tables = {attribute: dict(getattr(self, attribute)) for attribute, _, _ in KINDS.values()}
+        tables["pairs"] = {name: pair_view(spec) for name, spec in self.pairs.items()}
+        return dataclasses.replace(self, **tables, plugins=list(self.plugins), origin=dict(self.origin))
 
 
 class PairLoaderWithheld:
