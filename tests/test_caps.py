@@ -137,3 +137,12 @@ def test_the_shipping_size_limit_binds_a_package_folder_only(tmp_path):
     (tmp_path / "package" / "__init__.py").touch()
     with pytest.raises(ValueError, match="over the 8 MB limit for a shipped file"):
         ShippedStore(tmp_path / "package" / "weights").write("big", big, {"recipe": 1}, {})
+
+
+def test_a_capped_run_relaunched_under_torchrun_keeps_its_caps():
+    from dpbench.run.launch import request_arguments
+
+    for caps in ({}, {"max_steps": 3}, {"max_steps": 1, "max_samples": 20}):
+        argv = request_arguments(RunRequest(method="m", pair="p", epsilon=1.0, nproc=2, **caps))
+        params = main.commands["run"].make_context("run", argv[1:]).params
+        assert {k: params[k] for k in ("max_steps", "max_samples") if params[k] is not None} == caps
