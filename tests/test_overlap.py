@@ -40,8 +40,8 @@ def _jpeg(image):
     return torch.from_numpy(np.array(Image.open(buffer)))[None]
 
 
-def _fixture():
-    public, private_train, private_test = _blobs(300, 0), _blobs(200, 1), _blobs(100, 2)
+def _fixture(size: int = 28):
+    public, private_train, private_test = _blobs(300, 0, size), _blobs(200, 1, size), _blobs(100, 2, size)
     planted_public = {10: (3, _shift), 20: (50, _rescale), 30: (199, _jpeg)}  # private_train index: (public, edit)
     for train_index, (public_index, edit) in planted_public.items():
         private_train[train_index] = edit(public[public_index])
@@ -50,8 +50,9 @@ def _fixture():
     return {"public": public, "private_train": private_train, "private_test": private_test}, planted_public
 
 
-def test_planted_near_duplicates_are_found_and_nothing_else():
-    splits, planted = _fixture()
+@pytest.mark.parametrize("size", [28, 64])  # 64 px images are area-reduced to 32 px before hashing
+def test_planted_near_duplicates_are_found_and_nothing_else(size):
+    splits, planted = _fixture(size)
     result = overlap_counts(splits)["comparisons"]
     found = {(a, b) for a, b, _ in result["public~private_train"]["examples"]}
     assert found == {(public_index, train_index) for train_index, (public_index, _) in planted.items()}
