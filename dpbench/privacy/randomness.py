@@ -76,7 +76,9 @@ class SecureRandomness:
         return (_secure_uniform_open(n) - 0.5 / float(1 << 53)).to(torch.float32)
 
     def state(self) -> dict:
-        return {}  # os.urandom has no state to keep: a resumed secure run draws fresh noise for the steps left
+        # os.urandom has no state to keep: a resumed secure stage cannot redraw a lost step's noise, so the engine
+        # charges every step started after its checkpoint as taken (privacy.checkpoint's write-ahead counter)
+        return {}
 
     def set_state(self, state: dict) -> None:
         pass

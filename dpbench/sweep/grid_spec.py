@@ -77,7 +77,7 @@ def overrides_by_method(registry: Registry, methods: list[str], overrides: dict[
 
 
 def _settable_keys(registry: Registry, name: str, overrides: dict[str, str]) -> set[str]:
-    method = registry.method(name)
+    method, registry = registry.method(name), registry.for_plugins()  # plugin code gets no pair loader
     pair = registry.pairs[sorted(registry.pairs)[0]] if registry.pairs else None
     settings = method.settings("default", pair)
     plain = {k: v for k, v in overrides.items() if "." not in k and k in fields_of(type(settings))}
