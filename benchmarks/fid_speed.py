@@ -1,7 +1,8 @@
 """The FID stage's Inception feature pass, new (eval.inception_features) against the one dpbench used before
 (torch-fidelity's extractor in channels-last memory format, batches of 64, torch.no_grad), as a RATIO measured in
 one process: the same images, A and B alternating for `--repeats` rounds, the median of each; the load average
-is printed beside it, since only a ratio means anything on a shared machine.
+is printed beside it, since only a ratio means anything on a shared machine. Both wall seconds and the process's
+CPU seconds are compared: on a loaded machine the wall ratio swings with what else runs, the CPU ratio less.
 
     python benchmarks/fid_speed.py [--images 64] [--repeats 5] [--bf16] [--out benchmarks/fid_speed.json]
 
@@ -74,16 +75,22 @@ def main() -> None:
                        for name, f in variants.items()}  # also the untimed warm-up of each
         load_before = os.getloadavg()
         seconds: dict[str, list[float]] = {name: [] for name in variants}
+        cpu_seconds: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.repeats):
             for name, f in variants.items():
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 f(images)
                 seconds[name].append(time.perf_counter() - start)
+                cpu_seconds[name].append(time.process_time() - cpu_start)
     medians = {name: statistics.median(s) for name, s in seconds.items()}
+    cpu_medians = {name: statistics.median(s) for name, s in cpu_seconds.items()}
     result = {
         "what": "old ÷ new median seconds of one Inception feature pass over the same images, in one process",
         "ratio_old_over_new": medians["old"] / medians["new"],
         "ratios_old_over_variant": {name: medians["old"] / m for name, m in medians.items()},
+        "cpu_ratio_old_over_new": cpu_medians["old"] / cpu_medians["new"],
+        "cpu_ratios_old_over_variant": {name: cpu_medians["old"] / m for name, m in cpu_medians.items()},
+        "wall_ratio_per_round": [o / n for o, n in zip(seconds["old"], seconds["new"])],
         "max_relative_feature_difference_to_old": differences,
         "images": args.images, "image_shape": list(images.shape[1:]), "repeats": args.repeats,
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
