@@ -260,4 +260,5 @@ def test_torchrun_two_processes_write_one_record_with_the_single_process_epsilon
     assert two["config_hash"] == one["config_hash"]  # the world size is recorded, not hashed
     written = sorted(str(p.relative_to(tmp_path / "two")) for p in (tmp_path / "two").rglob("*") if p.is_file())
     folder = Path(two["pair"]["name"]) / "dp-loda" / f"smoke-{two['config_hash']}" / "eps10" / "seed0"
-    assert written == [str(folder / name) for name in ("record.json", "samples.png", "synthetic.npz")]
+    assert written == [str(folder / name)
+                       for name in ("curves.csv", "curves.png", "record.json", "samples.png", "synthetic.npz")]

@@ -11,6 +11,9 @@ Two kinds, kept apart by their names:
 `noise_to_signal` is σC·√d over an estimate of the clipped sum's norm taken from the released sum s̃ = s + n alone:
 E‖s̃‖² = ‖s‖² + σ²C²d, so ‖s‖² ≈ ‖s̃‖² − σ²C²d, averaged over a row's steps and floored at 0 (then the ratio is inf:
 the signal is below what the released gradient can show). Its resolution is about σC·(2d)^¼ in ‖s‖.
+
+Under torchrun the released columns are the world's (the summed, noised gradient); the two private ones are rank 0's
+shard's. A resumed run's rows start at the step it resumed from (they are not checkpointed).
 """
 from __future__ import annotations
 
