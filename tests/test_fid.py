@@ -83,6 +83,17 @@ class RecordingProgress:
         pass
 
 
+def test_deriving_the_weights_shows_a_progress_line_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no torch-fidelity download to find
+    monkeypatch.setattr(inception, "derive_inception_weights", lambda dest: dest.write_bytes(b"w") and dest)
+    progress = RecordingProgress()
+    first = inception.resolve_inception_weights(tmp_path, progress)
+    assert first == tmp_path / inception.DERIVED_FILENAME
+    assert [(t.description, t.closed) for t in progress.tasks] == [
+        ("FID/KID: derive the Inception weights (once per cache)", True)]
+    assert inception.resolve_inception_weights(tmp_path, progress) == first and len(progress.tasks) == 1
+
+
 def test_fid_kid_far_near_grayscale_reference_cache_and_progress(inception_weights, image_sets, tmp_path,
                                                                  monkeypatch):
     # Two metric calls only: each costs ~5 s in FID's eigendecomposition alone.
@@ -203,7 +214,7 @@ def test_fid_kid_passes_the_subset_size_to_torch_fidelity_and_returns_it(tmp_pat
         return torch.randn(len(images), 2048, generator=torch.Generator().manual_seed(len(images)))
 
     monkeypatch.setattr(metric_kid, "kid_features_to_metric", spying_kid)
-    monkeypatch.setattr(fid_module, "resolve_inception_weights", lambda cache_dir: tmp_path / "weights.pt")
+    monkeypatch.setattr(fid_module, "resolve_inception_weights", lambda cache_dir, progress=None: tmp_path / "w.pt")
     monkeypatch.setattr(fid_module, "_extractor", lambda weights, device: random_features)
     images = torch.zeros(30, 1, 8, 8, dtype=torch.uint8)
     scores = fid_kid(images, torch.zeros(50, 1, 8, 8, dtype=torch.uint8), cache_dir=tmp_path)

@@ -111,7 +111,7 @@ def fid_kid(
     generated, reference = _check(generated, "generated"), _check(reference, "reference")
     if reference_cache_key is not None and not _KEY_RE.match(reference_cache_key):
         raise ValueError(f"reference_cache_key must match {_KEY_RE.pattern}: {reference_cache_key!r}")
-    weights = resolve_inception_weights(Path(cache_dir))
+    weights = resolve_inception_weights(Path(cache_dir), progress)
     extractor = _extractor(weights, str(torch.device(device)))
     if reference_cache_key is None:
         reference_features = _features(extractor, reference, progress, "FID/KID: Inception on the reference images")

