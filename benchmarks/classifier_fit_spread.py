@@ -19,11 +19,20 @@ import statistics
 from pathlib import Path
 
 import torch
+from scipy.stats import chi2
 
 from dpbench.api.registry import load_registry
 from dpbench.data.types import ImageSet
-from dpbench.eval.downstream import CLASSIFIER_FITS, DOWNSTREAM_TRAINING, score_fits
+from dpbench.eval.downstream import CLASSIFIER_FITS, DOWNSTREAM_TRAINING, fit_seeds, train_and_test
 from dpbench.run.synthetic import load_synthetic
+
+
+def sd_interval(values: list[float]) -> list[float] | None:
+    """The 95% interval of a normal sample's standard deviation (chi-square with n - 1 degrees of freedom)."""
+    if len(values) < 2:
+        return None
+    dof, sd = len(values) - 1, statistics.stdev(values)
+    return [sd * math.sqrt(dof / chi2.ppf(0.975, dof)), sd * math.sqrt(dof / chi2.ppf(0.025, dof))]
 
 
 def spread(fits_by_seed: list[list[float]], sizes: list[int]) -> dict:
@@ -33,6 +42,7 @@ def spread(fits_by_seed: list[list[float]], sizes: list[int]) -> dict:
     evaluator with N fits; this also covers an N larger than the fits drawn per seed)."""
     pooled = [a for fits in fits_by_seed for a in fits]
     sd_one = statistics.stdev(pooled) if len(pooled) > 1 else math.nan
+    one_interval = sd_interval(pooled)
     rows = {}
     for n in sizes:
         scores = [statistics.fmean(fits[:n]) for fits in fits_by_seed if len(fits) >= n]
@@ -40,7 +50,9 @@ def spread(fits_by_seed: list[list[float]], sizes: list[int]) -> dict:
         rows[str(n)] = {"scores": scores, "repetitions": len(scores),
                         "mean": statistics.fmean(scores) if scores else math.nan,
                         "sd": statistics.stdev(scores) if len(scores) > 1 else math.nan,
+                        "sd_ci95": sd_interval(scores),
                         "sd_predicted": sd_one / math.sqrt(n),
+                        "sd_predicted_ci95": [b / math.sqrt(n) for b in one_interval] if one_interval else None,
                         "groups": len(groups), "sd_disjoint_groups": statistics.stdev(groups) if len(groups) > 1
                         else math.nan}
     return {"sd_one_fit_pooled": sd_one, "fits_pooled": len(pooled), "by_n": rows}
@@ -56,6 +68,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[1, 3, 5],
                         help="evaluator sizes N to report (an N above --fits is measured on disjoint groups only)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--extend", type=Path, default=None,
+                        help="an earlier --out of this run: keep its fits and draw only fits beyond them, up to --fits")
     parser.add_argument("--out", type=Path, default=None, help="JSON written after every evaluation seed")
     args = parser.parse_args()
     if args.combine:
@@ -71,9 +85,10 @@ def main() -> None:
     if args.out is not None:
         args.out.write_text(json.dumps(document, indent=2) + "\n")
     for n, row in document["spread"]["by_n"].items():
-        print(f"N = {n}: mean {row['mean']:.4f}, sd {row['sd']:.4f} over {row['repetitions']} evaluation seeds; "
-              f"sd {row['sd_disjoint_groups']:.4f} over {row['groups']} disjoint groups of pooled fits; one fit's sd "
-              f"/ sqrt(N): {row['sd_predicted']:.4f}")
+        interval = "[{:.4f}, {:.4f}]".format(*row["sd_ci95"]) if row["sd_ci95"] else "n/a"
+        print(f"N = {n}: mean {row['mean']:.4f}, sd {row['sd']:.4f} {interval} over {row['repetitions']} evaluation "
+              f"seeds; sd {row['sd_disjoint_groups']:.4f} over {row['groups']} disjoint groups of pooled fits; one "
+              f"fit's sd / sqrt(N): {row['sd_predicted']:.4f}")
 
 
 def fit_all(args) -> dict:
@@ -88,10 +103,14 @@ def fit_all(args) -> dict:
                 "epsilon": record["privacy"]["epsilon_target"], "seed": record["seed"], "preset": preset,
                 "n_train": len(train), "n_test": len(test), "training": DOWNSTREAM_TRAINING[preset],
                 "default_fits": CLASSIFIER_FITS[preset], "fits_by_eval_seed": {}}
+    if args.extend is not None:  # an earlier --out of the same run: its fits are kept, only later fits are drawn
+        document["fits_by_eval_seed"] = json.loads(args.extend.read_text())["fits_by_eval_seed"]
     for seed in args.eval_seeds:
-        fits = score_fits(pair, train, test, preset=preset, seed=seed, device=torch.device("cpu"), n_fits=args.fits)
-        document["fits_by_eval_seed"][str(seed)] = list(fits.fits)
-        print(f"eval seed {seed}: {' '.join(f'{a:.4f}' for a in fits.fits)}", flush=True)
+        fits = document["fits_by_eval_seed"].get(str(seed), [])[:args.fits]
+        for fit_seed in fit_seeds(seed, args.fits)[len(fits):]:  # the evaluator's own fit i, as score_fits draws it
+            fits.append(train_and_test(pair, train, test, preset=preset, seed=fit_seed, device=torch.device("cpu")))
+        document["fits_by_eval_seed"][str(seed)] = fits
+        print(f"eval seed {seed}: {' '.join(f'{a:.4f}' for a in fits)}", flush=True)
         if args.out is not None:  # after every seed, so that a killed run keeps what it measured
             args.out.write_text(json.dumps(document, indent=2) + "\n")
     return document
