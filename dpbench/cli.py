@@ -9,12 +9,12 @@ from pathlib import Path
 import click
 
 from dpbench.cli_options import (
-    LIST_HELP, SUBMITIT_CLUSTER_ENV, cache_dir_option, comma_text, data_root_option, delta_option, device_option,
-    echo_json, evaluator_option, executor_options, exit_codes, fail, json_option, leaderboard_options, list_option,
-    examples, load_plugins, out_folder, out_option, out_with_old_name, parse_overrides, preset_option,
-    print_method_sheet, print_rich, run_options, seed_option, single_run_options, table,
+    LIST_HELP, SUBMITIT_CLUSTER_ENV, cache_dir_option, cap_options, comma_text, data_root_option, delta_option,
+    device_option, echo_json, evaluator_option, examples, executor_options, exit_codes, fail, json_option,
+    leaderboard_options, list_option, load_plugins, max_steps_option, out_folder, out_option, out_with_old_name,
+    parse_overrides, preset_option, print_method_sheet, print_rich, run_options, seed_option, single_run_options,
+    table,
 )
-from dpbench.cli_options import cap_options, max_steps_option
 from dpbench.cli_compare import compare
 
 __all__ = ["main", "SUBMITIT_CLUSTER_ENV"]
@@ -104,8 +104,8 @@ def sweep(methods, pairs, epsilons, seeds, delta, preset, overrides, references,
         methods=parse_names(comma_text(methods), "--methods"), pairs=parse_names(comma_text(pairs), "--pairs"),
         epsilons=parse_epsilons(comma_text(epsilons)), seeds=parse_seeds(comma_text(seeds)), template=template,
         overrides=parse_overrides(overrides), references=references, retry_failed=retry_failed,
-        rerun_stale=rerun_stale,
-        executor=executor, jobs=jobs, submitit_cluster=os.environ.get(SUBMITIT_CLUSTER_ENV, "slurm"),
+        rerun_stale=rerun_stale, executor=executor, jobs=jobs,
+        submitit_cluster=os.environ.get(SUBMITIT_CLUSTER_ENV, "slurm"),
         slurm=SlurmOptions(partition=slurm_partition, timeout_min=parse_slurm_time(slurm_time),
                            gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task,
                            array_parallelism=slurm_array_parallelism))
@@ -261,7 +261,7 @@ def pretrain(pair, backbone, preset, out, output, data_root, device, cache_dir, 
     """Pre-train PAIR's public backbone by its recipe (public data only) and write it with the recipe beside it.
 
     This is how the shipped backbones are made; it prints how long training took."""
-    from dpbench.pretrain.export import CappedExportError, export_backbone
+    from dpbench.pretrain.export import CappedExportError, export_backbone, export_summary_line
     from dpbench.run.progress import make_progress
 
     registry = load_plugins()
@@ -272,13 +272,7 @@ def pretrain(pair, backbone, preset, out, output, data_root, device, cache_dir, 
                                       data_root=data_root, progress=progress, max_steps=max_steps)
         except CappedExportError as exc:
             raise click.UsageError(str(exc)) from None
-    if as_json:
-        return echo_json(summary)
-    trained = summary["train_seconds"]
-    how = f"training took {trained:.0f} s" if trained is not None else "training time not recorded"
-    if trained is None or summary["seconds"] < trained:
-        how += f" (reused the local cache entry; this command took {summary['seconds']:.0f} s)"
-    click.echo(f"pre-trained {backbone} for {pair} ({preset}): {how}; wrote " + ", ".join(summary["files"]))
+    echo_json(summary) if as_json else click.echo(export_summary_line(summary, pair, backbone, preset))
 
 
 @main.command(epilog=examples("evaluate"))
@@ -321,12 +315,9 @@ def evaluate(run_dir, evaluators, data_root, device, cache_dir, as_json):
 @json_option(help="Print the summaries as JSON on stdout.")
 @exit_codes()
 def tune(as_json, **options):
-    """Choose each method's hyperparameters on a proxy task cut from the PUBLIC split; no private data is used.
-
-    The public split is cut into a backbone part (pre-trains the tuning backbone), a proxy-private part and a
-    proxy-test part, both domain-shifted. Every method gets the same coordinate search of 9 trials (clip norm, lr,
-    schedule at equal compute, guidance), each a DP run at the target ε with the real run's sample rate, scored by
-    downstream accuracy on the proxy test split. See docs/methods.md, "How hyperparameters are chosen"."""
+    """Choose each method's hyperparameters on a proxy task cut from the PUBLIC split; no private data is used:
+    9 DP trials per method at the target ε and the real run's sample rate, scored by downstream accuracy on a
+    domain-shifted proxy test split (docs/methods.md, "How hyperparameters are chosen")."""
     from rich.console import Console
 
     from dpbench.run.progress import make_progress

@@ -98,6 +98,7 @@ def test_there_are_committed_records():
     assert len(RECORDS) >= 20
 
 
+@pytest.mark.slow  # a whole run; the full suite (.ci/run) keeps it
 def test_a_run_records_both_accountants_and_fails_when_they_disagree(faulty, tmp_path, shared_cache, monkeypatch):
     result = _run(tmp_path / "honest", shared_cache)
     assert result.exit_code == 0, result.output

@@ -65,6 +65,7 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, shared_cache):
           "kill + resume")
 
 
+@pytest.mark.slow  # a whole run; the full suite (.ci/run) keeps it
 def test_a_checkpoint_of_another_run_is_refused(mock_method, tmp_path, shared_cache):
     runner = CliRunner()
     args = ["run", "--method", mock_method, *ARGS[3:-1], "--out", str(tmp_path), "--cache-dir", str(shared_cache)]

@@ -6,6 +6,7 @@ object it holds. Each test drives one such method through the real runner (or th
 refused, or that it changes nothing.
 """
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -193,3 +194,16 @@ def test_the_engine_checks_its_privacy_state_at_every_step():
     object.__setattr__(trainer._PrivateTrainer__plan, "noise_multiplier", 0.0)  # only a private name reaches it
     with pytest.raises(RuntimeError, match="privacy state"):
         trainer._privatised_gradient()
+
+
+def test_the_pair_an_evaluator_sees_has_no_loader(registry):
+    from dpbench.api.context import EvalContext
+    from dpbench.run.progress import SilentProgress
+
+    spec = registry.pair("digits-mnist")
+    ctx = EvalContext(pair=spec, public_train=None, private_test=None, artifact=None, produces="generator",
+                      samples=None, sample_labels=None, seed=0, device=torch.device("cpu"), preset="smoke",
+                      progress=SilentProgress(), cache_dir=Path("."))
+    assert ctx.pair.name == spec.name
+    with pytest.raises(PermissionError, match="cannot load pair 'digits-mnist'"):
+        ctx.pair.load(None)

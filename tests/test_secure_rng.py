@@ -31,6 +31,7 @@ def test_secure_and_os_seeded_draws_do_not_repeat_for_the_same_seed():
         engine_randomness("urandom", 0, 0, torch.device("cpu"))
 
 
+@pytest.mark.slow  # a whole run; the full suite (.ci/run) keeps it
 def test_a_secure_run_records_its_rng_and_the_leaderboard_marks_seeded_rows(tmp_path, shared_cache):
     from dpbench.report.leaderboard import render
 

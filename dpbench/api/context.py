@@ -137,3 +137,6 @@ class EvalContext:
     # only for evaluators that declare needs_private_train (the real-data ceiling, the copy check); their metrics are
     # recorded outside the guarantee, and an evaluator never puts private images in an output
     private_train: ImageSet | None = None
+
+    def __post_init__(self) -> None:
+        self.pair = pair_view(self.pair)  # an evaluator gets its splits from the harness, never from a loader

@@ -44,3 +44,12 @@ def _default_dir(builder) -> Path:
 
     module = importlib.import_module(type(builder).__module__)
     return Path(module.__file__).with_name("weights")
+
+
+def export_summary_line(summary: dict, pair: str, backbone: str, preset: str) -> str:
+    """What `dpbench pretrain` prints: how long training took (or that a cache entry was reused) and the files."""
+    trained = summary["train_seconds"]
+    how = f"training took {trained:.0f} s" if trained is not None else "training time not recorded"
+    if trained is None or summary["seconds"] < trained:
+        how += f" (reused the local cache entry; this command took {summary['seconds']:.0f} s)"
+    return f"pre-trained {backbone} for {pair} ({preset}): {how}; wrote " + ", ".join(summary["files"])
