@@ -91,6 +91,7 @@ def test_noise_to_signal_from_the_released_sum_estimates_the_true_ratio():
     assert pure_noise.rows[0].noise_to_signal == math.inf  # below what the released sum can show
 
 
+@pytest.mark.slow  # renders the PNG (matplotlib); the full suite keeps it
 def test_curves_csv_and_png_with_epsilon_spent_from_the_ledger_values(tmp_path):
     first = trainer(steps=20)
     run(first)

@@ -195,6 +195,7 @@ def _fixture_files(root):
     }
 
 
+@pytest.mark.slow  # 40 corrupted files of six formats; the full suite keeps it
 @pytest.mark.hostile_case("every real-data format, truncated at a random byte or with random bytes flipped, "
                           "raises an error naming the file (never another exception)")
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

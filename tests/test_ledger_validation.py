@@ -88,6 +88,7 @@ def test_a_run_at_eps_zero_takes_no_step():
     assert _check(_ledger(epsilon_target=0.0, stages=()), epsilon_target=0.0) == 0.0
 
 
+@pytest.mark.slow  # PRV calibrations of random histories: 10-25 s; the full suite keeps it
 @settings(max_examples=6, deadline=None)
 @given(epsilon=st.sampled_from([1.0, 5.0, 10.0]), batch=st.integers(16, 1024), steps=st.integers(1, 200),
        first_share=st.floats(0.3, 0.7))

@@ -139,4 +139,5 @@ class EvalContext:
     private_train: ImageSet | None = None
 
     def __post_init__(self) -> None:
-        self.pair = pair_view(self.pair)  # an evaluator gets its splits from the harness, never from a loader
+        if self.pair is not None:  # an evaluator gets its splits from the harness, never from a loader
+            self.pair = pair_view(self.pair)
