@@ -3,7 +3,7 @@ import copy
 from pathlib import Path
 
 from dpbench.api.registry import load_registry
-from dpbench.report.leaderboard import RECORDS_DIR, build_leaderboard, render, sample_grid_sources
+from dpbench.report.leaderboard import RECORDS_DIR, build_leaderboard, page_links, render
 from dpbench.report.plots import plot_links
 from dpbench.run.records import read_records
 from tests.test_records import _record, _write
@@ -13,15 +13,17 @@ LEADERBOARD = Path(__file__).resolve().parents[1] / "leaderboard"
 
 def test_committed_leaderboard_regenerates_from_the_committed_records():
     records = read_records(LEADERBOARD / RECORDS_DIR)
-    links = {key: relative for key, (_, relative) in sample_grid_sources(records).items()}
+    links = page_links(records)
     plots = plot_links({record["pair"]["name"] for record in records})
     expected = render(records, links, list(load_registry().published.values()), plots)
     assert (LEADERBOARD / "LEADERBOARD.md").read_text() == expected, \
         "LEADERBOARD.md is stale: run `dpbench leaderboard --runs leaderboard/records`"
-    for relative in links.values():
+    linked = {relative for pair in links.values() for relative in pair if relative}
+    for relative in linked:
         assert (LEADERBOARD / relative).is_file(), relative
-    committed = {p.relative_to(LEADERBOARD).as_posix() for p in (LEADERBOARD / "samples").rglob("*.png")}
-    assert committed == set(links.values()), "sample grids of no committed record are left in leaderboard/samples"
+    committed = {p.relative_to(LEADERBOARD).as_posix() for folder in ("samples", "curves")
+                 for p in (LEADERBOARD / folder).rglob("*.png")}
+    assert committed == linked, "sample grids or curves of no committed record are left in leaderboard/"
     # the plots are committed beside the page (their bytes depend on the matplotlib build, so only their presence
     # is checked here; tests/test_leaderboard_plots.py checks that drawing is deterministic)
     assert plots and all(f"![{caption}]({link})" in expected for links_ in plots.values() for caption, link in links_)
@@ -243,3 +245,17 @@ def test_the_cost_table_carries_the_benchmarked_step_time_of_the_scope(tmp_path)
     cells = {row[0]: row for row in _table_rows("x\n" + table, "x")[1:]}
     assert cells["m-b"][3] == "0.250 @ 64" and cells["m-c"][3] == "–"
     assert "from benchmarks/dp_step-all-scopes-2026-01-01.json" in table
+
+
+def test_a_run_with_training_curves_links_them_beside_its_grid(tmp_path):
+    runs = tmp_path / "runs"
+    with_curves, without = _record("m-a", 10.0, 0, 50.0, 0.8), _record("m-b", 10.0, 0, 60.0, 0.7)
+    for record in (with_curves, without):
+        (_write(runs, record) / "samples.png").write_bytes(b"grid")
+    next((runs).rglob("m-a/**/record.json")).with_name("curves.png").write_bytes(b"curves of m-a")
+    text = build_leaderboard(runs, tmp_path / "board").read_text()
+    header, *rows = _table_rows(text, "### digits-mnist, ε = 10: details")
+    details = {row[0]: row[header.index("samples")] for row in rows}
+    link = details["m-a"].split("[curves](")[1].rstrip(")")
+    assert (tmp_path / "board" / link).read_bytes() == b"curves of m-a"  # collected with the record, copied here
+    assert "[curves]" not in details["m-b"]

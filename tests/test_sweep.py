@@ -322,7 +322,7 @@ def test_one_failing_cell_leaves_the_others_and_is_retried_only_when_asked(flaky
 
     result, summary = _sweep(out, shared_cache, *grid)
     assert result.exit_code == 1, result.output
-    assert summary["counts"] == {"done": 3, "skipped": 0, "failed": 1}
+    assert summary["counts"] == {"done": 3, "skipped": 0, "stale": 0, "failed": 1}
     failed = [c for c in summary["cells"] if c["status"] == "failed"]
     assert failed[0]["label"] == "digits-mnist thirdparty-flaky eps=5 seed=1"
     assert "RuntimeError: planned failure of this cell" in failed[0]["reason"]
@@ -332,12 +332,12 @@ def test_one_failing_cell_leaves_the_others_and_is_retried_only_when_asked(flaky
     marker.unlink()  # the cause is fixed; a plain rerun still leaves the failed cell alone (the summary table)
     table, _ = _sweep(out, shared_cache, *grid[:-1])
     assert table.exit_code == 1
-    assert "0 done, 3 skipped, 1 failed" in table.stdout
+    assert "0 done, 3 skipped, 0 stale, 1 failed" in table.stdout
     assert "failed earlier" in table.stdout and "planned failure" in table.stdout and "--retry-failed" in table.stdout
 
     result, summary = _sweep(out, shared_cache, *grid, "--retry-failed")
     assert result.exit_code == 0, result.output
-    assert summary["counts"] == {"done": 1, "skipped": 3, "failed": 0}
+    assert summary["counts"] == {"done": 1, "skipped": 3, "stale": 0, "failed": 0}
     assert all(r["status"] == "completed" for r in _records(out))
     log = (out / Path(summary["cells"][3]["run_dir"]).relative_to(out) / "stderr.log").read_text()
     assert log.count("=== dpbench sweep:") == 2 and "planned failure" in log  # both attempts, appended
@@ -352,7 +352,7 @@ def test_a_cell_that_kills_its_worker_fails_alone(flaky_plugin, tmp_path, shared
                              "--preset", "smoke", "--evaluator", "accuracy", "--set", f"fail_marker={marker}",
                              "--jobs", "2", "--json")
     assert result.exit_code == 1, result.output
-    assert summary["counts"] == {"done": 3, "skipped": 0, "failed": 1}
+    assert summary["counts"] == {"done": 3, "skipped": 0, "stale": 0, "failed": 1}
     failed = [c for c in summary["cells"] if c["status"] == "failed"]
     assert failed[0]["label"] == "digits-mnist thirdparty-flaky eps=5 seed=1"
     assert "worker process died" in failed[0]["reason"]
@@ -371,7 +371,7 @@ def test_submitit_array_job_runs_the_grid_with_logs_beside_records(mock_method, 
     result, summary = _sweep(out, shared_cache, "--methods", ",".join(GRID_METHODS), "--eps", "1,5,10", "--seeds", "0,1",
                              "--executor", "slurm", "--slurm-time", "20", "--json", *TINY)
     assert result.exit_code == 0, result.output
-    assert summary["counts"] == {"done": 12, "skipped": 0, "failed": 0}
+    assert summary["counts"] == {"done": 12, "skipped": 0, "stale": 0, "failed": 0}
     records = _records(out)
     assert sorted((r["method"]["name"], r["privacy"]["epsilon_target"], r["seed"]) for r in records) == sorted(
         (m, e, s) for m in GRID_METHODS for e in (1, 5, 10) for s in (0, 1))

@@ -47,8 +47,12 @@ class MethodContext:
     def __init__(self, *, pair: PairSpec, public: ImageSet, public_info: dict, private: PrivateSplit | None,
                  books: "PrivacyBooks | None", registry: "Registry", epsilon: float, delta: float, seed: int,
                  device: torch.device, preset: str, progress: Progress, cache_dir: Path,
-                 rebuild_backbone: bool = False, world: World = SINGLE, max_steps: int | None = None) -> None:
+                 rebuild_backbone: bool = False, world: World = SINGLE, max_steps: int | None = None,
+                 cell_seed: int | None = None) -> None:
         self.public, self.public_info, self.private = public, public_info, private
+        # seed: the run seed the user gave; cell_seed: seed material of this (seed, ε, config) cell alone, for the
+        # method's own random streams, so that no two cells of a grid share them
+        self.cell_seed = seed if cell_seed is None else cell_seed
         self.max_steps = max_steps  # the run's --max-steps: backbones train at most this many steps per phase
         self.epsilon, self.delta, self.seed, self.device = epsilon, delta, seed, device
         self.preset, self.progress, self.cache_dir = preset, progress, Path(cache_dir)

@@ -45,14 +45,14 @@ class DPSGDClassifier(dpbench.Method):
         from dpbench.finetune.classifier import TrainedClassifier, train_classifier_dp
         from dpbench.models.classifiers import build_classifier, fit_classifier
 
-        torch.manual_seed(ctx.seed)
+        torch.manual_seed(ctx.cell_seed)
         model = build_classifier(ctx.pair.classifier, ctx.pair.channels, ctx.pair.image_size, ctx.pair.num_classes)
         if settings.public_init:  # optional warm start on the public split (labels must share the pair's classes)
             if int(ctx.public.labels.max()) >= ctx.pair.num_classes:
                 raise ValueError(f"public_init: the public labels of {ctx.pair.name} are not its classes")
             with ctx.stage("pretrain"):
                 fit_classifier(model, ctx.public.images, ctx.public.labels, epochs=settings.public_init_epochs,
-                               batch_size=128, lr=1e-3, device=ctx.device, seed=ctx.seed, progress=ctx.progress)
+                               batch_size=128, lr=1e-3, device=ctx.device, seed=ctx.cell_seed, progress=ctx.progress)
         total = sum(p.numel() for p in model.parameters())
         dp = dpbench.DPSettings(expected_batch_size=settings.batch_size, steps=settings.steps,
                                 max_grad_norm=settings.max_grad_norm, accountant=settings.accountant)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dpbench.report.recheck import privacy_problem
 from dpbench.run.record_history import add_to_history, history, keep_in_history, record_time
+from dpbench.run.curves import CURVES_CSV, CURVES_PNG
 from dpbench.run.records import RECORD_NAME, SAMPLES_NAME, read_records
 from dpbench.storage import atomic_write_bytes
 
@@ -52,7 +53,8 @@ def _newer(incoming: Path, kept: Path) -> bool:
 
 
 def collect_records(runs: Path | list[Path], records_dir: Path) -> int:
-    """Copy every completed run's and audit's record.json and samples.png (never its synthetic set) from the run
+    """Copy every completed run's and audit's record.json, samples.png and training curves (never its synthetic set)
+    from the run
     roots into the leaderboard's records folder, keeping the run's relative path; returns how many runs were
     collected. A record whose ε does not recompute is copied too: the page lists it, with the reason, under
     "Left out". A root that is the records folder itself is read in place.
@@ -76,7 +78,7 @@ def collect_records(runs: Path | list[Path], records_dir: Path) -> int:
                 add_to_history(target, incoming.read_bytes())
                 continue
             keep_in_history(kept, incoming.read_bytes())
-            for name in (RECORD_NAME, SAMPLES_NAME):
+            for name in (RECORD_NAME, SAMPLES_NAME, CURVES_PNG, CURVES_CSV):
                 if (source / name).exists():
                     atomic_write_bytes(target / name, (source / name).read_bytes())
     return len(sources_by_run)

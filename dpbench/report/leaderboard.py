@@ -22,6 +22,7 @@ from dpbench.report.step_times import step_times
 from dpbench.report.summary import (
     classifier_caption, costs_table, mixed_commits_note, pairwise_table, references_table, summary_tables,
 )
+from dpbench.run.curves import CURVES_PNG
 from dpbench.run.records import SAMPLES_NAME, decode_number, epsilon_label, read_records
 from dpbench.storage import atomic_write_bytes
 
@@ -94,7 +95,10 @@ def _samples_cell(runs: pd.DataFrame, link: str | None) -> str:
     withheld = runs["withheld"].dropna() if "withheld" in runs else pd.Series(dtype=object)
     if not withheld.empty:
         return f"withheld: {withheld.iloc[0]}"
-    return f"[png]({link})" if link else "–"
+    if not link:
+        return "–"
+    grid, curves = link
+    return f"[png]({grid})" + (f" · [curves]({curves})" if curves else "")
 
 
 def _table(group: pd.DataFrame, metrics: list[str], direction: dict[str, bool], pair: str = "",
@@ -210,19 +214,30 @@ def sample_grid_sources(records: list[dict]) -> dict[tuple, tuple[Path, str]]:
     return sources
 
 
-def copy_sample_grids(records: list[dict], output: Path) -> dict[tuple, str]:
-    """Copy each cell's lowest-seed sample grid next to the leaderboard; returns the relative links. A grid left
-    in OUTPUT/samples by a cell no record holds any more (a removed or superseded run) is deleted, so the folder
-    shows exactly the grids the page links to."""
+def page_links(records: list[dict]) -> dict[tuple, tuple[str, str | None]]:
+    """Each cell's links on the page: its lowest-seed sample grid, and that run's training curves (or None)."""
     links = {}
     for key, (grid, relative) in sample_grid_sources(records).items():
+        curves = Path("curves", *Path(relative).parts[1:]).as_posix() if grid.with_name(CURVES_PNG).exists() else None
+        links[key] = (relative, curves)
+    return links
+
+
+def copy_sample_grids(records: list[dict], output: Path) -> dict[tuple, tuple[str, str | None]]:
+    """Copy each cell's lowest-seed sample grid, and that run's curves.png where it has one, next to the
+    leaderboard; returns page_links. A file left in OUTPUT/samples or OUTPUT/curves by a cell no record holds any
+    more (a removed or superseded run) is deleted, so the folders show exactly the files the page links to."""
+    links = page_links(records)
+    for key, (grid, _) in sample_grid_sources(records).items():
+        relative, curves = links[key]
         atomic_write_bytes(Path(output) / relative, grid.read_bytes())
-        links[key] = relative
-    linked = {Path(relative) for relative in links.values()}
-    samples = Path(output) / "samples"
-    for stale in (samples.rglob("*.png") if samples.is_dir() else ()):
-        if stale.relative_to(output) not in linked:
-            stale.unlink()
+        if curves:
+            atomic_write_bytes(Path(output) / curves, grid.with_name(CURVES_PNG).read_bytes())
+    linked = {Path(relative) for pair in links.values() for relative in pair if relative}
+    for folder in (Path(output) / "samples", Path(output) / "curves"):
+        for stale in (folder.rglob("*.png") if folder.is_dir() else ()):
+            if stale.relative_to(output) not in linked:
+                stale.unlink()
     return links
 
 

@@ -86,7 +86,7 @@ def _method_context(registry: Registry, run: PreparedRun, world, device: torch.d
                                run.resolved.pair.num_classes)
     ctx = MethodContext(pair=run.resolved.pair, public=data.public_train, public_info=dict(data.info),
                         private=private, books=books, registry=registry, epsilon=request.epsilon, delta=request.delta,
-                        seed=seed, device=device, preset=request.preset, progress=progress,
+                        seed=request.seed, cell_seed=seed, device=device, preset=request.preset, progress=progress,
                         cache_dir=Path(request.cache_dir), rebuild_backbone=request.rebuild_backbone, world=world,
                         max_steps=request.max_steps)
     return ctx, books
@@ -95,7 +95,7 @@ def _method_context(registry: Registry, run: PreparedRun, world, device: torch.d
 def _train(run: PreparedRun, ctx: MethodContext, books, record: dict):
     """The method trains; the harness composes its books' ledger and refuses an ε over the target."""
     request, method = run.request, run.resolved.method
-    torch.manual_seed(stream_seed(ctx.seed, "method"))  # ctx.seed is the cell's (see _method_context)
+    torch.manual_seed(stream_seed(ctx.cell_seed, "method"))
     result = method.train(ctx, run.resolved.settings)
     check_result(method, result)
     ledger = books.ledger(DEFAULT_ACCOUNTANT) if books is not None else PrivacyLedger(
