@@ -214,10 +214,10 @@ def sample_grid_sources(records: list[dict]) -> dict[tuple, tuple[Path, str]]:
     return sources
 
 
-def page_links(records: list[dict]) -> dict[tuple, tuple[str, str | None]]:
+def page_links(records: list[dict], sources: dict | None = None) -> dict[tuple, tuple[str, str | None]]:
     """Each cell's links on the page: its lowest-seed sample grid, and that run's training curves (or None)."""
     links = {}
-    for key, (grid, relative) in sample_grid_sources(records).items():
+    for key, (grid, relative) in (sources or sample_grid_sources(records)).items():
         curves = Path("curves", *Path(relative).parts[1:]).as_posix() if grid.with_name(CURVES_PNG).exists() else None
         links[key] = (relative, curves)
     return links
@@ -227,8 +227,9 @@ def copy_sample_grids(records: list[dict], output: Path) -> dict[tuple, tuple[st
     """Copy each cell's lowest-seed sample grid, and that run's curves.png where it has one, next to the
     leaderboard; returns page_links. A file left in OUTPUT/samples or OUTPUT/curves by a cell no record holds any
     more (a removed or superseded run) is deleted, so the folders show exactly the files the page links to."""
-    links = page_links(records)
-    for key, (grid, _) in sample_grid_sources(records).items():
+    sources = sample_grid_sources(records)
+    links = page_links(records, sources)
+    for key, (grid, _) in sources.items():
         relative, curves = links[key]
         atomic_write_bytes(Path(output) / relative, grid.read_bytes())
         if curves:
