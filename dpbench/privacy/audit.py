@@ -126,7 +126,7 @@ class GradientCanaries:
     """The canaries of one audited DP stage: who is in, which coordinate is whose, the mechanism the stage claims
     (σ, q and its accountant), and the running scores of every statistic."""
 
-    def __init__(self, settings: AuditSettings, n_coordinates: int, generator: torch.Generator, *,
+    def __init__(self, settings: AuditSettings, n_coordinates: int, seed: int, *,
                  noise_multiplier: float, sample_rate: float, accountant: str) -> None:
         if n_coordinates < settings.canaries:
             raise ValueError(f"{settings.canaries} canaries need as many trainable coordinates; the scope has "
@@ -135,8 +135,12 @@ class GradientCanaries:
             raise ValueError(f"an audited stage adds noise (σ > 0); got σ = {noise_multiplier}")
         self.settings = settings
         self.noise_multiplier, self.sample_rate, self.accountant = noise_multiplier, sample_rate, accountant
-        self.coordinates = torch.randperm(n_coordinates, generator=generator)[:settings.canaries]
-        self.member = torch.rand(settings.canaries, generator=generator) < 0.5
+        # Drawn by PCG64, a generator of another family than the seeded noise's (torch's MT19937, seeded from
+        # 32 bits). When both were MT19937, one cell seed of the honest engine put 39 of the 50 largest noise sums
+        # on member canaries (69 of 100 guesses right on noise alone, flagged); none of 3,000 other seeds reached 69.
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
+        self.coordinates = torch.from_numpy(rng.choice(n_coordinates, settings.canaries, replace=False))
+        self.member = torch.from_numpy(rng.random(settings.canaries) < 0.5)
         self.steps = 0
         self.sums = torch.zeros(settings.canaries, dtype=torch.float64)
         self.step_differences = torch.zeros(settings.canaries, dtype=torch.float64)

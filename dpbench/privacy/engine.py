@@ -148,7 +148,7 @@ class PrivateTrainer:
         # the canaries know the mechanism their stage claims (σ, q, accountant), to test the run against it
         self.canaries = None if audit is None else GradientCanaries(
             audit, sum(p.numel() for p in self.trainable.values()),
-            torch.Generator().manual_seed(stream_seed(seed, "audit", stage)),
+            stream_seed(seed, "audit", stage),
             noise_multiplier=sigma, sample_rate=sample_rate, accountant=settings.accountant)
         self.__steps_done = 0
         self.nonfinite_examples = 0  # examples zeroed for a NaN/inf gradient; a count over the whole run
