@@ -39,7 +39,7 @@ def main() -> None:
 @exit_codes()
 def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, overrides, data_root, download, cache_dir,
         rebuild_backbone, allow_large_delta, rng, secure_rng, resume, checkpoint_every, as_json, nproc,
-        max_steps=None, max_samples=None):
+        max_steps=None, max_samples=None, max_batch=None):
     """Fine-tune METHOD on PAIR under (EPS, DELTA)-DP, evaluate it, and write its record."""
     from dpbench.data.check import download_pair
     from dpbench.run.progress import make_progress
@@ -50,7 +50,8 @@ def run(method, pair, epsilon, delta, seed, preset, out, device, evaluators, ove
                          device=device, cache_dir=cache_dir, data_root=data_root, evaluators=list(evaluators) or None,
                          overrides=parse_overrides(overrides), rebuild_backbone=rebuild_backbone,
                          allow_large_delta=allow_large_delta, rng="secure" if secure_rng else rng, resume=resume,
-                         checkpoint_every=checkpoint_every, nproc=nproc, max_steps=max_steps, max_samples=max_samples)
+                         checkpoint_every=checkpoint_every, nproc=nproc, max_steps=max_steps, max_samples=max_samples,
+                         max_batch=max_batch)
     registry = load_plugins()
     if download:
         download_pair(registry.pair(pair), data_root)

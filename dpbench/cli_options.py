@@ -62,6 +62,12 @@ max_samples_option = _option("--max-samples", default=None, type=click.IntRange(
                                   "sample count). Hashed and recorded; unset, the preset's count.")
 
 
+max_batch_option = _option("--max-batch", default=None, type=click.IntRange(min=1), metavar="N",
+                           help="Cap every DP stage's expected batch size at N (a trial of a big preset on a "
+                                "small machine; sigma is calibrated for the capped sample rate, and K augmentations "
+                                "per example stay). Hashed and recorded; unset, the preset's batch sizes.")
+
+
 def compose(*decorators: Callable) -> Callable:
     """Several option decorators as one, applied in the order given (the first is the first in --help)."""
 
@@ -80,8 +86,8 @@ def run_options(out_help: str | None = None, set_help: str | None = None) -> Cal
 
 
 def cap_options() -> Callable:
-    """--max-steps and --max-samples: caps on a preset for a trial run (never a preset's defaults)."""
-    return compose(max_steps_option(), max_samples_option())
+    """--max-steps, --max-samples and --max-batch: caps on a preset for a trial run (never a preset's defaults)."""
+    return compose(max_steps_option(), max_samples_option(), max_batch_option())
 
 
 def single_run_options() -> Callable:

@@ -1,4 +1,4 @@
-"""The caps of a trial run (--max-steps, --max-samples): they lower what the preset asks for, never raise it; σ is
+"""The caps of a trial run (--max-steps, --max-samples, --max-batch): they lower what the preset asks for, never raise it; σ is
 calibrated for the steps actually planned; they are hashed and recorded when set, and absent when not."""
 import dataclasses
 import json
@@ -19,9 +19,10 @@ from dpbench.run.request import RunInputError, RunRequest, run_caps
 from dpbench.run.resolve import resolve
 
 
-def _books(max_steps):
+def _books(max_steps, max_batch=None):
     private = ImageSet(torch.zeros(200, 1, 4, 4, dtype=torch.uint8), torch.zeros(200, dtype=torch.int64))
-    return PrivacyBooks(private, epsilon=3.0, delta=1e-5, device=torch.device("cpu"), seed=0, max_steps=max_steps)
+    return PrivacyBooks(private, epsilon=3.0, delta=1e-5, device=torch.device("cpu"), seed=0, max_steps=max_steps,
+                        max_batch=max_batch)
 
 
 def _open(books, steps):
@@ -39,6 +40,15 @@ def test_the_step_cap_lowers_the_plan_and_sigma_is_calibrated_for_it(steps, cap,
     assert trainer.plan.noise_multiplier == pytest.approx(calibrate_noise(3.0, 1e-5, q, planned, "rdp"))
     if cap is not None and cap < steps:  # fewer steps at the same ε: less noise per step than the uncapped plan
         assert trainer.plan.noise_multiplier < calibrate_noise(3.0, 1e-5, q, steps, "rdp")
+
+
+@pytest.mark.parametrize("cap, expected", [(8, 8), (64, 20), (None, 20)])
+def test_the_batch_cap_lowers_the_sample_rate_and_sigma_is_calibrated_for_it(cap, expected):
+    trainer = _open(_books(None, max_batch=cap), 50)
+    assert trainer.plan.expected_batch_size == expected and trainer.plan.sample_rate == pytest.approx(expected / 200)
+    assert trainer.plan.noise_multiplier == pytest.approx(calibrate_noise(3.0, 1e-5, expected / 200, 50, "rdp"))
+    if expected < 20:  # a smaller sample rate at the same ε and steps: amplification allows less noise
+        assert trainer.plan.noise_multiplier < calibrate_noise(3.0, 1e-5, 20 / 200, 50, "rdp")
 
 
 def test_a_capped_stage_can_take_only_its_capped_steps():
@@ -60,11 +70,12 @@ def test_caps_are_hashed_when_set_and_absent_when_not():
     plain, plain_hash, _ = run_location(_request(), resolve(registry, _request()), "digest")
     assert "caps" not in plain and run_caps(_request()) == {}
     hashes = {plain_hash}
-    for caps in ({"max_steps": 2}, {"max_steps": 3}, {"max_samples": 100}, {"max_steps": 2, "max_samples": 100}):
+    for caps in ({"max_steps": 2}, {"max_steps": 3}, {"max_samples": 100}, {"max_steps": 2, "max_samples": 100},
+                 {"max_batch": 16}):
         config, config_hash, _ = run_location(_request(**caps), resolve(registry, _request(**caps)), "digest")
         assert config["caps"] == caps
         hashes.add(config_hash)
-    assert len(hashes) == 5  # every cap, and every value of it, is another config
+    assert len(hashes) == 6  # every cap, and every value of it, is another config
 
 
 def test_the_sample_cap_lowers_samples_per_class_and_never_raises_it():
@@ -97,10 +108,11 @@ def test_a_capped_run_records_its_caps_and_spends_only_the_capped_steps(mock_met
             "--set", "steps=40", "--set", "samples_per_class=20", "--evaluator", "accuracy", "--cache-dir",
             str(shared_cache), "--json"]
     capped = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "capped"), "--max-steps", "3",
-                                       "--max-samples", "50"])
+                                       "--max-samples", "50", "--max-batch", "16"])
     assert capped.exit_code == 0, capped.output
     record = json.loads(capped.stdout)
-    assert record["config"]["caps"] == {"max_steps": 3, "max_samples": 50}
+    assert record["config"]["caps"] == {"max_steps": 3, "max_samples": 50, "max_batch": 16}
+    assert [s["expected_batch_size"] for s in record["privacy"]["stages"]] == [16]
     assert record["privacy"]["steps"] == 3 and [s["planned_steps"] for s in record["privacy"]["stages"]] == [3]
     assert record["privacy"]["epsilon"] <= 2.0
     assert record["method"]["settings"]["samples_per_class"] == 5 and record["synthetic"]["n"] == 50
@@ -142,7 +154,7 @@ def test_the_shipping_size_limit_binds_a_package_folder_only(tmp_path):
 def test_a_capped_run_relaunched_under_torchrun_keeps_its_caps():
     from dpbench.run.launch import request_arguments
 
-    for caps in ({}, {"max_steps": 3}, {"max_steps": 1, "max_samples": 20}):
+    for caps in ({}, {"max_steps": 3}, {"max_steps": 1, "max_samples": 20}, {"max_batch": 8}):
         argv = request_arguments(RunRequest(method="m", pair="p", epsilon=1.0, nproc=2, **caps))
         params = main.commands["run"].make_context("run", argv[1:]).params
-        assert {k: params[k] for k in ("max_steps", "max_samples") if params[k] is not None} == caps
+        assert {k: params[k] for k in ("max_steps", "max_samples", "max_batch") if params[k] is not None} == caps

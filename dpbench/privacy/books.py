@@ -23,9 +23,10 @@ class PrivacyBooks:
 
     def __init__(self, private_train: ImageSet, *, epsilon: float, delta: float, device: torch.device, seed: int,
                  rng: str = "seeded", checkpoints=None, audit=None, world: World = SINGLE,
-                 max_steps: int | None = None) -> None:
+                 max_steps: int | None = None, max_batch: int | None = None) -> None:
         self.__private = private_train
         self.max_steps = max_steps  # the run's --max-steps: every engine plans (and calibrates sigma for) at most this
+        self.max_batch = max_batch  # the run's --max-batch: every engine's expected batch (its sample rate) at most this
         self.world = world  # a privacy.distributed.World: this process's rank among data-parallel replicas
         self.audit = audit  # a privacy.audit.AuditSettings: canaries go into the run's first DP stage
         self.checkpoints = checkpoints  # a privacy.checkpoint.CheckpointPlan, or None
@@ -57,6 +58,8 @@ class PrivacyBooks:
                              f"'{self.trainers[0].settings.accountant}', this one asks for '{settings.accountant}'")
         if self.max_steps is not None and settings.steps > self.max_steps:
             settings = dataclasses.replace(settings, steps=self.max_steps)
+        if self.max_batch is not None and settings.expected_batch_size > self.max_batch:
+            settings = dataclasses.replace(settings, expected_batch_size=self.max_batch)
         images = self.__private.images
         settings = dataclasses.replace(settings)  # the method's object may change after this; the engine's may not
         implementation, report = resolve_implementation(settings.per_example, model, loss), None

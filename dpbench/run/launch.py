@@ -20,7 +20,8 @@ def request_arguments(request) -> list[str]:
         argv += ["--data-root", str(request.data_root)]
     for name in request.evaluators or []:
         argv += ["--evaluator", name]
-    for flag, cap in (("--max-steps", request.max_steps), ("--max-samples", request.max_samples)):
+    for flag, cap in (("--max-steps", request.max_steps), ("--max-samples", request.max_samples),
+                      ("--max-batch", request.max_batch)):
         argv += [flag, str(cap)] if cap is not None else []
     for key, value in request.overrides.items():
         argv += ["--set", f"{key}={_text(value)}"]

@@ -47,16 +47,17 @@ class RunRequest:
     # Caps for a trial of a big preset (docs/data.md): never a preset's default; hashed and recorded when set.
     max_steps: int | None = None  # at most this many steps in every DP stage and every pre-training phase
     max_samples: int | None = None  # at most this many synthetic images (the FID/KID and downstream sample count)
+    max_batch: int | None = None  # at most this expected batch (so this sample rate) in every DP stage
 
 
 def run_caps(request: RunRequest) -> dict:
     """The caps the request sets ({} when none): what the config hash and the record carry."""
-    caps = {"max_steps": request.max_steps, "max_samples": request.max_samples}
+    caps = {"max_steps": request.max_steps, "max_samples": request.max_samples, "max_batch": request.max_batch}
     return {name: value for name, value in caps.items() if value is not None}
 
 
 def check_caps(request: RunRequest) -> None:
-    for name, value in (("max_steps", request.max_steps), ("max_samples", request.max_samples)):
+    for name, value in run_caps(request).items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise RunInputError(f"{name} must be an int >= 1 (or unset), got {value!r}")
 

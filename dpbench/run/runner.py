@@ -81,7 +81,7 @@ def _method_context(registry: Registry, run: PreparedRun, world, device: torch.d
         books = PrivacyBooks(data.private_train, epsilon=request.epsilon, delta=request.delta, device=device,
                              seed=seed, rng=request.rng, audit=request.audit, world=world,
                              checkpoints=None if world.is_distributed else run.checkpoints,
-                             max_steps=request.max_steps)
+                             max_steps=request.max_steps, max_batch=request.max_batch)
         private = PrivateSplit(len(data.private_train), tuple(data.private_train.images.shape[1:]),
                                run.resolved.pair.num_classes)
     ctx = MethodContext(pair=run.resolved.pair, public=data.public_train, public_info=dict(data.info),
