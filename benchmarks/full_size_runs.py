@@ -3,9 +3,13 @@ under `/usr/bin/time -v`, with wall, CPU, peak RSS and the load average beside e
 
     python benchmarks/fabricate_official_files.py --out /tmp/fullsize
     python benchmarks/full_size_runs.py --data-root /tmp/fullsize --pairs svhn-mnist,imagenet32-cifar10 --json out.json
+    python benchmarks/full_size_runs.py --data-root /tmp/fullsize --pairs svhn-mnist --runs dp-loda,dp-sgd --no-check
 
 Each data check gets an empty cache folder, so the near-duplicate pass runs (a second check reads the cached counts).
-`--imagenet32-load` measures loading all of ImageNet32 train and val as uint8 (`load_split`), the data alone being
+`--runs METHODS` adds, per pair and method, a capped `dpbench run --preset paper` through every stage
+(public pre-training of the capped recipe, DP fine-tuning, sampling, every evaluator), with `--max-steps`,
+`--max-batch` and `--max-samples` (CAPS below; --nproc 2 with `--nproc 2`), a fresh cache and run folder
+each, so every stage (the FID reference's Inception pass included) is paid. `--imagenet32-load` measures loading all of ImageNet32 train and val as uint8 (`load_split`), the data alone being
 3.9 GB. The machine may be shared: CPU time (user + sys) and peak RSS are the steadier figures.
 """
 from __future__ import annotations
@@ -56,24 +60,62 @@ def data_check(pair: str, data_root: str) -> dict:
     return result
 
 
+CAPS = {"max_steps": 2, "max_batch": 64, "max_samples": 500}
+
+
+def capped_run(pair: str, method: str, data_root: str, caps: dict, nproc: int) -> dict:
+    """One capped paper-preset run, timed as a whole; per stage, the record's own wall seconds."""
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in caps.items()]
+    with tempfile.TemporaryDirectory() as folder:
+        result = timed([str(Path(sys.executable).with_name("dpbench")), "run", "--method", method, "--pair", pair,
+                        "--eps", "10", "--preset", "paper", "--data-root", data_root, "--out", f"{folder}/runs",
+                        "--cache-dir", f"{folder}/cache", "--nproc", str(nproc), "--json", *flags])
+    result.update(pair=pair, method=method, caps=caps, nproc=nproc)
+    try:
+        record = json.loads(result["stdout"])
+    except json.JSONDecodeError:
+        return result
+    steps = record["privacy"]["steps"] if record.get("privacy") else 0
+    walls = record["cost"]["wall_seconds"]
+    result.update(stages={k: round(v, 1) for k, v in walls.items()}, dp_steps=steps,
+                  epsilon=record["privacy"]["epsilon"] if record.get("privacy") else None,
+                  world_size=record.get("world_size"), record_peak_mb=record["cost"].get("peak_memory_mb"),
+                  metrics={name: m.get("value") for name, m in record.get("metrics", {}).items()},
+                  expected_batch=[s["expected_batch_size"] for s in record["privacy"].get("stages", [])]
+                  if record.get("privacy") else [])
+    result["stdout"] = ""
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--pairs", default=",".join(PAIRS))
     parser.add_argument("--imagenet32-load", action="store_true", help="Also measure loading ImageNet32 train + val.")
     parser.add_argument("--json", type=Path, help="Append the results (one JSON object a line) to this file.")
+    parser.add_argument("--runs", default="", help="Methods to run capped at the paper preset on every pair.")
+    parser.add_argument("--no-check", action="store_true", help="Skip `dpbench data check`.")
+    parser.add_argument("--nproc", type=int, default=1, help="Data-parallel processes of each capped run.")
     args = parser.parse_args(argv)
     results = []
     if args.imagenet32_load:
         load = timed([sys.executable, "-c", LOAD_IMAGENET32, args.data_root])
         load["pair"] = "imagenet32 train+val load"
         results.append(load)
-    results += [data_check(pair.strip(), args.data_root) for pair in args.pairs.split(",") if pair.strip()]
+    pairs = [pair.strip() for pair in args.pairs.split(",") if pair.strip()]
+    if not args.no_check:
+        results += [data_check(pair, args.data_root) for pair in pairs]
+    results += [capped_run(pair, method.strip(), args.data_root, CAPS, args.nproc)
+                for pair in pairs for method in args.runs.split(",") if method.strip()]
     for r in results:
-        print(f"{r['pair']:28} exit {r['exit_code']}  wall {r['wall_s']:6.1f} s (load {r['load_before']}-"
+        name = f"{r['pair']} {r['method']}" if "method" in r else r["pair"]
+        print(f"{name:28} exit {r['exit_code']}  wall {r['wall_s']:6.1f} s (load {r['load_before']}-"
               f"{r['load_after']})  CPU {r['cpu_s']:6.1f} s  peak RSS {r['peak_rss_gib']:.2f} GiB"
               + (f"  capped shown: {r['capped_shown']}" if "capped_shown" in r else ""), flush=True)
-        print("   " + r["stdout"].strip().replace("\n", "\n   "))
+        print("   " + (r["stdout"].strip() or json.dumps({k: r.get(k) for k in ("stages", "dp_steps", "epsilon",
+              "world_size", "expected_batch", "metrics")})).replace("\n", "\n   "))
+        if r["exit_code"]:
+            print("   " + r["stderr"].strip()[-2000:].replace("\n", "\n   "))
         if args.json:
             with open(args.json, "a") as f:
                 f.write(json.dumps(r) + "\n")

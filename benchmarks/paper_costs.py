@@ -32,12 +32,18 @@ PRIVATE_SIZES = {"svhn-mnist": (60_000, 10_000), "imagenet32-cifar10": (50_000, 
 GENERATORS = ("dp-loda", "dp-lora", "dp-ldm", "dp-diffusion")
 
 
-def _timed(fn, repeats: int, device: torch.device) -> tuple[float, float]:
-    """Seconds per call and the peak memory (MB) of those calls."""
+def _timed(fn, repeats: int, device: torch.device) -> tuple[float, float, int]:
+    """Seconds per call, the peak memory (MB) of those calls, and the FLOPs of one more call (torch's counter:
+    matmuls and convolutions, forward and backward, which is where a U-Net's time goes)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     from dpbench.eval.cost import peak_memory
 
     seconds = seconds_per_call(fn, repeats, device)
-    return seconds, peak_memory(device)["peak_memory_mb"]
+    mb = peak_memory(device)["peak_memory_mb"]
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return seconds, mb, counter.get_total_flops()
 
 
 def _unet_and_shape(pair, backbone: str):
@@ -67,17 +73,23 @@ def _fid_seconds_per_image(pair, device: torch.device, n: int, cache_dir: Path) 
     gen = torch.Generator().manual_seed(0)
     shape = (n, pair.channels, pair.image_size, pair.image_size)
     a, b = (torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8) for _ in range(2))
+    from torch.utils.flop_counter import FlopCounterMode
+
     fid_kid(a[:8], b[:8], cache_dir=cache_dir, device=device)  # warm-up: weights resolved, extractor built
     reset_peak_memory(device)
     start = time.perf_counter()
     fid_kid(a, b, cache_dir=cache_dir, device=device)
-    return (time.perf_counter() - start) / (2 * n), peak_memory(device)["peak_memory_mb"]
+    seconds = (time.perf_counter() - start) / (2 * n)
+    mb = peak_memory(device)["peak_memory_mb"]
+    with FlopCounterMode(display=False) as counter:
+        fid_kid(a[:8], b[:8], cache_dir=cache_dir, device=device)
+    return seconds, mb, counter.get_total_flops() / 16
 
 
 def measure(method_name: str, pair, settings, registry, device: torch.device, chunk: int, repeats: int,
             cache_dir: Path, fid: bool = True) -> dict:
     from dpbench.builtins.backbones import LATENT_PRETRAIN_PRESETS, PRETRAIN_PRESETS
-    from dpbench.eval.downstream import DOWNSTREAM_TRAINING
+    from dpbench.eval.downstream import CLASSIFIER_FITS, DOWNSTREAM_TRAINING
     from dpbench.finetune.classifier import classifier_example_loss, pass_through
     from dpbench.finetune.diffusion_finetune import diffusion_batch_maker, diffusion_example_loss
     from dpbench.finetune.method import planned_steps
@@ -86,7 +98,7 @@ def measure(method_name: str, pair, settings, registry, device: torch.device, ch
     from dpbench.privacy.engine import DPSettings, PrivateTrainer
 
     n_train, n_test = PRIVATE_SIZES[pair.name]
-    stages = {}
+    stages, per_step = {}, {}
     n_samples = int(getattr(settings, "samples_per_class", 0)) * pair.num_classes
     shape = (pair.channels, pair.image_size, pair.image_size)
 
@@ -113,33 +125,41 @@ def measure(method_name: str, pair, settings, registry, device: torch.device, ch
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-        sec, mb = _timed(pretrain_step, repeats, device)
-        stages["pretrain"] = (sec * pre.steps, mb)
+        sec, mb, flops = _timed(pretrain_step, repeats, device)
+        stages["pretrain"] = (sec * pre.steps, mb, flops * pre.steps)
+        per_step["pretrain"] = {"seconds": sec, "batch": pre.batch_size}
 
-        registry.scope(settings.scope).apply(unet, settings)
+        registry.scope(settings.scope).apply(unet, settings.scope_settings)
         k = settings.noise_multiplicity
         make_batch = diffusion_batch_maker(schedule, k, settings.p_uncond, pair.num_classes)
         trainer = engine(unet, diffusion_example_loss(schedule), make_batch, torch.rand((chunk, *shape)) * 2 - 1, k)
         ft_opt = torch.optim.Adam(list(trainer.trainable.values()), lr=1e-4)
-        sec, mb = _timed(lambda: trainer.step(ft_opt), repeats, device)
+        sec, mb, flops = _timed(lambda: trainer.step(ft_opt), repeats, device)
         steps = planned_steps(settings, n_train)
-        stages["dp_finetune"] = (sec / chunk * settings.batch_size * steps, mb)
+        scale = settings.batch_size / chunk * steps
+        stages["dp_finetune"] = (sec * scale, mb, flops * scale)
+        per_step["dp_finetune"] = {"seconds": sec, "batch": chunk, "k": k, "paper_batch": settings.batch_size,
+                                   "paper_steps": steps}
 
         labels = torch.arange(min(chunk * 8, n_samples)) % pair.num_classes
-        sec, mb = _timed(lambda: ddim_sample(unet.eval(), labels, shape, schedule, steps=settings.ddim_steps,
-                                             eta=settings.ddim_eta, batch_size=len(labels)), 1, device)
-        stages["sample"] = (sec / len(labels) * n_samples, mb)
+        sec, mb, flops = _timed(lambda: ddim_sample(unet.eval(), labels, shape, schedule, steps=settings.ddim_steps,
+                                                    eta=settings.ddim_eta, batch_size=len(labels)), 1, device)
+        stages["sample"] = (sec / len(labels) * n_samples, mb, flops / len(labels) * n_samples)
     else:
         model = build_classifier(pair.classifier, pair.channels, pair.image_size, pair.num_classes).to(device)
         trainer = engine(model, classifier_example_loss, pass_through, torch.rand((chunk, *shape)) * 2 - 1)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        sec, mb = _timed(lambda: trainer.step(opt), repeats, device)
-        stages["dp_finetune"] = (sec / chunk * settings.batch_size * settings.steps, mb)
+        sec, mb, flops = _timed(lambda: trainer.step(opt), repeats, device)
+        scale = settings.batch_size / chunk * settings.steps
+        stages["dp_finetune"] = (sec * scale, mb, flops * scale)
+        per_step["dp_finetune"] = {"seconds": sec, "batch": chunk, "k": 1, "paper_batch": settings.batch_size,
+                                   "paper_steps": settings.steps}
 
     if n_samples:  # generators only: a classifier has no samples to score
         if fid:
-            per_image, mb = _fid_seconds_per_image(pair, device, n=max(16, min(64, chunk * 8)), cache_dir=cache_dir)
-            stages["fid"] = (per_image * (n_samples + n_test), mb)
+            per_image, mb, flops = _fid_seconds_per_image(pair, device, n=max(16, min(64, chunk * 8)),
+                                                          cache_dir=cache_dir)
+            stages["fid"] = (per_image * (n_samples + n_test), mb, flops * (n_samples + n_test))
         train = DOWNSTREAM_TRAINING["paper"]
         clf = build_classifier(pair.classifier, pair.channels, pair.image_size, pair.num_classes).to(device)
         copt = torch.optim.Adam(clf.parameters(), lr=1e-3)
@@ -151,11 +171,15 @@ def measure(method_name: str, pair, settings, registry, device: torch.device, ch
             copt.step()
             copt.zero_grad(set_to_none=True)
 
-        sec, mb = _timed(clf_step, repeats, device)
-        stages["downstream"] = (sec * train["epochs"] * math.ceil(n_samples / train["batch_size"]), mb)
-    return {"method": method_name, "pair": pair.name, "device": str(device),
+        sec, mb, flops = _timed(clf_step, repeats, device)
+        # the accuracy evaluator's fits on the synthetic set and the real-data ceiling's on as many real images
+        steps = 2 * CLASSIFIER_FITS["paper"] * train["epochs"] * math.ceil(n_samples / train["batch_size"])
+        stages["downstream"] = (sec * steps, mb, flops * steps)
+    return {"method": method_name, "pair": pair.name, "device": str(device), "per_step": per_step,
             "hours": {k: v[0] / 3600 for k, v in stages.items()}, "peak_mb": {k: v[1] for k, v in stages.items()},
-            "total_hours": sum(v[0] for v in stages.values()) / 3600}
+            "pflop": {k: v[2] / 1e15 for k, v in stages.items()},
+            "total_hours": sum(v[0] for v in stages.values()) / 3600,
+            "total_pflop": sum(v[2] for v in stages.values()) / 1e15}
 
 
 def main() -> None:
@@ -168,9 +192,12 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path(".dpbench-cache"), help="Inception weights live here")
     parser.add_argument("--no-fid", action="store_true",
                         help="leave out the FID/KID stage (where no Inception weights can be had); totals exclude it")
+    parser.add_argument("--gpu-tflops", type=float, default=25.0,
+                        help="sustained TFLOP/s of the GPU the hours are stated for (FLOPs / this rate)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from dpbench.api.registry import load_registry
+    from dpbench.run.resolve import method_settings
 
     registry = load_registry()
     device = torch.device(args.device)
@@ -179,18 +206,23 @@ def main() -> None:
         pair = registry.pair(pair_name)
         for method_name in args.methods:
             method = registry.method(method_name)
-            settings = method.settings("paper", pair)
+            settings = method_settings(registry, method, "paper", pair, {})  # as a run settles them
             rows.append(measure(method_name, pair, settings, registry, device, args.chunk, args.repeats,
                                 args.cache_dir, fid=not args.no_fid))
     if args.json:
         print(json.dumps(rows, indent=2))
         return
     stages = ["pretrain", "dp_finetune", "sample", "fid", "downstream"]
-    print(f"| method | pair | {' | '.join(s + ' h (peak MB)' for s in stages)} | total h |")
-    print("|---|---|" + "---|" * (len(stages) + 1))
+    print(f"Hours on {args.device} as measured (peak MB), and PFLOP with the hours they take at a sustained "
+          f"{args.gpu_tflops:g} TFLOP/s.\n")
+    print(f"| method | pair | {' | '.join(s + ' h (peak MB)' for s in stages)} | total h | total PFLOP | "
+          f"h at {args.gpu_tflops:g} TFLOP/s |")
+    print("|---|---|" + "---|" * (len(stages) + 3))
     for r in rows:
         cells = [f"{r['hours'][s]:.2f} ({r['peak_mb'][s]:.0f})" if s in r["hours"] else "–" for s in stages]
-        print(f"| {r['method']} | {r['pair']} | {' | '.join(cells)} | {r['total_hours']:.1f} |")
+        at_rate = r["total_pflop"] * 1e15 / (args.gpu_tflops * 1e12) / 3600
+        print(f"| {r['method']} | {r['pair']} | {' | '.join(cells)} | {r['total_hours']:.1f} | "
+              f"{r['total_pflop']:.1f} | {at_rate:.1f} |")
     if args.no_fid:
         print("\nFID/KID not measured (--no-fid): the totals leave it out.")
 

@@ -116,6 +116,8 @@ def test_a_capped_run_records_its_caps_and_spends_only_the_capped_steps(mock_met
     assert record["privacy"]["steps"] == 3 and [s["planned_steps"] for s in record["privacy"]["stages"]] == [3]
     assert record["privacy"]["epsilon"] <= 2.0
     assert record["method"]["settings"]["samples_per_class"] == 5 and record["synthetic"]["n"] == 50
+    public_only = [json.loads(p.read_text())["key"] for p in (shared_cache / "public_only").glob("*.json")]
+    assert any(key["n_public"] == 50 for key in public_only)  # the public-only reference trained on 50 images
 
 
 def test_a_capped_pretraining_must_name_its_own_folder():

@@ -122,7 +122,10 @@ def _score(run: PreparedRun, ctx: MethodContext, books, result, record: dict, pr
             samples, labels = draw_samples(result.artifact, run.resolved.settings, pair,
                                            stream_seed(request.seed, "images"), progress)
     if request.audit is None:
-        eval_ctx = EvalContext(pair=pair, public_train=run.data.public_train, private_test=run.data.private_test,
+        public = run.data.public_train  # a --max-samples trial trains its public-only reference on as many images
+        if request.max_samples is not None and len(public) > request.max_samples:
+            public = public.subset(torch.arange(request.max_samples))
+        eval_ctx = EvalContext(pair=pair, public_train=public, private_test=run.data.private_test,
                                artifact=result.artifact, produces=method.produces, samples=samples,
                                sample_labels=labels, seed=stream_seed(request.seed, "evaluation"), device=ctx.device,
                                preset=request.preset, progress=progress, cache_dir=Path(request.cache_dir),
