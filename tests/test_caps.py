@@ -120,6 +120,28 @@ def test_a_capped_run_records_its_caps_and_spends_only_the_capped_steps(mock_met
     assert any(key["n_public"] == 50 for key in public_only)  # the public-only reference trained on 50 images
 
 
+@pytest.mark.parametrize("cap, expected", [(30, 30), (None, 200)])
+def test_a_trial_caps_the_fid_reference_like_its_samples(monkeypatch, tmp_path, cap, expected):
+    from dpbench.api.context import EvalContext
+    from dpbench.eval import fid
+    from dpbench.eval.evaluators import FidKidEvaluator
+
+    seen = {}
+
+    def fake_fid_kid(generated, reference, **kwargs):
+        seen.update(n=len(reference), key=kwargs["reference_cache_key"])
+        return {"fid": 1.0, "kid": 0.0, "n_generated": len(generated), "n_reference": len(reference), "kid_std": 0.0,
+                "kid_subset_size": 2, "kid_subsets": 1}
+
+    monkeypatch.setattr(fid, "fid_kid", fake_fid_kid)
+    test = ImageSet(torch.zeros(200, 1, 8, 8, dtype=torch.uint8), torch.zeros(200, dtype=torch.int64))
+    ctx = EvalContext(pair=load_registry().pair("digits-mnist"), public_train=test, private_test=test, artifact=None,
+                      produces="generator", samples=test.images[:30], sample_labels=test.labels[:30], seed=0,
+                      device=torch.device("cpu"), preset="smoke", progress=None, cache_dir=tmp_path, max_samples=cap)
+    FidKidEvaluator().evaluate(ctx)
+    assert seen["n"] == expected and seen["key"].endswith(f"-{expected}")  # its own reference cache entry
+
+
 def test_a_capped_pretraining_must_name_its_own_folder():
     result = CliRunner().invoke(main, ["pretrain", "--pair", "digits-mnist", "--preset", "smoke", "--max-steps", "2"])
     assert result.exit_code == 2 and "pass --out FOLDER" in result.output

@@ -141,6 +141,8 @@ class EvalContext:
     # only for evaluators that declare needs_private_train (the real-data ceiling, the copy check); their metrics are
     # recorded outside the guarantee, and an evaluator never puts private images in an output
     private_train: ImageSet | None = None
+    # a --max-samples trial's cap: an evaluator builds no reference set larger than this (None: no cap)
+    max_samples: int | None = None
 
     def __post_init__(self) -> None:
         if self.pair is not None:  # an evaluator gets its splits from the harness, never from a loader

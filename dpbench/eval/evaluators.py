@@ -21,7 +21,7 @@ class FidKidEvaluator(Evaluator):
     def evaluate(self, ctx: EvalContext) -> list[Metric]:
         from dpbench.eval.fid import fid_kid
 
-        reference = ctx.private_test.images  # fid_kid shows each Inception pass's images done / total
+        reference = ctx.private_test.images[:ctx.max_samples]  # a trial's reference is capped like its samples
         scores = fid_kid(ctx.samples, reference, cache_dir=ctx.cache_dir / "fidelity",
                          reference_cache_key=f"{ctx.pair.name}-private-test-{len(reference)}", device=ctx.device,
                          progress=ctx.progress)

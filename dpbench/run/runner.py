@@ -129,7 +129,7 @@ def _score(run: PreparedRun, ctx: MethodContext, books, result, record: dict, pr
                                artifact=result.artifact, produces=method.produces, samples=samples,
                                sample_labels=labels, seed=stream_seed(request.seed, "evaluation"), device=ctx.device,
                                preset=request.preset, progress=progress, cache_dir=Path(request.cache_dir),
-                               private_train=run.data.private_train)
+                               private_train=run.data.private_train, max_samples=request.max_samples)
         add_scores(record, evaluate_all(run.resolved.evaluators, eval_ctx, ctx.stage_seconds))
     record["cost"] = cost_section(ctx.stage_seconds, ctx.device, result.trainable_parameters,
                                   result.total_parameters)
