@@ -14,8 +14,11 @@ from click.testing import CliRunner
 
 from dpbench.cli import main
 
+# 15 steps leave room to kill the run after its second checkpoint and before it ends; 50 synthetic images (a run
+# cap, docs/data.md) are enough to compare bit for bit
+STEPS = 15
 ARGS = ["run", "--method", "dp-loda", "--pair", "digits-mnist", "--eps", "5", "--preset", "smoke", "--set",
-        "steps=30", "--checkpoint-every", "3", "--evaluator", "accuracy", "--json"]
+        f"steps={STEPS}", "--checkpoint-every", "3", "--max-samples", "50", "--evaluator", "accuracy", "--json"]
 
 
 def _cli(out, cache, *extra):
@@ -42,13 +45,13 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, shared_cache):
         found = list((tmp_path / "killed").rglob("dp-stage0.pt"))
         if found:
             state = torch.load(found[0], weights_only=True)
-            if state["steps_done"] >= 6:  # well inside the 30 steps
+            if state["steps_done"] >= 6:  # well inside the run's steps
                 checkpoint = state["steps_done"]
                 os.kill(killed.pid, signal.SIGKILL)
                 break
         time.sleep(0.02)
     killed.wait(timeout=60)
-    assert killed.returncode == -signal.SIGKILL and checkpoint is not None and checkpoint < 30
+    assert killed.returncode == -signal.SIGKILL and checkpoint is not None and checkpoint < STEPS
     assert not list((tmp_path / "killed").rglob("record.json"))  # nothing written but the checkpoint
 
     resumed = subprocess.run(_cli(tmp_path / "killed", shared_cache, "--resume"), capture_output=True, text=True,
@@ -57,11 +60,11 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, shared_cache):
     record = json.loads(resumed.stdout)
     assert record["privacy"]["resumed_from_steps"][0] >= checkpoint
     assert record["privacy"]["epsilon"] == reference["privacy"]["epsilon"]
-    assert record["privacy"]["steps"] == reference["privacy"]["steps"] == 30  # no step taken twice
+    assert record["privacy"]["steps"] == reference["privacy"]["steps"] == STEPS  # no step taken twice
     assert np.array_equal(_synthetic(tmp_path / "killed"), _synthetic(tmp_path / "whole"))  # bit for bit
     assert record["metrics"]["accuracy"]["value"] == reference["metrics"]["accuracy"]["value"]
     assert not list((tmp_path / "killed").rglob("dp-stage*.pt"))  # deleted once the run completed
-    print(f"\nresume test: killed at step >= {checkpoint} of 30, {time.perf_counter() - started:.0f} s for "
+    print(f"\nresume test: killed at step >= {checkpoint} of {STEPS}, {time.perf_counter() - started:.0f} s for "
           "kill + resume")
 
 
