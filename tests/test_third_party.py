@@ -26,7 +26,7 @@ def _run(runner, tmp_path, cache, *args):
                                 "--cache-dir", str(cache), "--json", *args])
 
 
-@pytest.mark.slow  # three whole runs, one under the default preset (minutes of classifier fits)
+@pytest.mark.slow  # three whole runs, one under the default preset
 def test_readme_plugin_runs_through_run_and_leaderboard(plugin_path, tmp_path, shared_cache):
     install_fake_distribution(plugin_path, "dpbench-mean-image", "0.1.0", {"mean_image": "thirdparty_mean_image"},
                               {"thirdparty_mean_image": _readme_plugin_source()})
@@ -34,7 +34,8 @@ def test_readme_plugin_runs_through_run_and_leaderboard(plugin_path, tmp_path, s
     listed = json.loads(runner.invoke(main, ["list", "methods", "--json"]).stdout)
     assert any(m["name"] == "dp-mean-image" and m["plugin"] == "mean_image" for m in listed)
 
-    common = ["--method", "dp-mean-image", "--eps", "1", "--evaluator", "accuracy", "--set", "steps=10"]
+    cell = ["--method", "dp-mean-image", "--eps", "1", "--set", "steps=10"]
+    common = [*cell, "--evaluator", "accuracy"]
     smoke = _run(runner, tmp_path, shared_cache, *common, "--preset", "smoke")
     assert smoke.exit_code == 0, smoke.output
     record = json.loads(smoke.stdout)
@@ -47,8 +48,10 @@ def test_readme_plugin_runs_through_run_and_leaderboard(plugin_path, tmp_path, s
     assert epsilon_of_history(history, 1e-5, privacy["accountant"]) == privacy["epsilon"]
     assert 0.0 <= record["metrics"]["accuracy"]["value"] <= 1.0
 
-    # The same cell under the default preset, and under another config, lands beside it instead of over it.
-    default = _run(runner, tmp_path, shared_cache, *common, "--preset", "default")
+    # The same cell under the default preset, and under another config, lands beside it instead of over it. The
+    # default run's placement is under test, not its scores: the copy check stands in for the accuracy evaluator,
+    # whose default-preset public-only reference alone is 60 classifier epochs (6 fits x 10) over 1,797 images.
+    default = _run(runner, tmp_path, shared_cache, *cell, "--evaluator", "memorisation", "--preset", "default")
     other = _run(runner, tmp_path, shared_cache, *common, "--preset", "smoke", "--set", "batch_size=128")
     assert default.exit_code == 0 and other.exit_code == 0, default.output + other.output
     records = read_records(tmp_path / "runs")
