@@ -81,7 +81,10 @@ def test_best_is_the_highest_score_and_the_earliest_of_ties():
 
 
 @pytest.mark.slow  # 2 methods x the whole trial budget of real smoke runs
-def test_tune_smoke_end_to_end(tmp_path, shared_cache):
+def test_tune_smoke_end_to_end(tmp_path, shared_cache, monkeypatch):
+    # 5 synthetic images per class per generator trial instead of 50: this test is about the protocol's plumbing
+    # (trial budget, fits, proxy data, sample rate), not about the scores, so `tune`'s one fixed count is cut here
+    monkeypatch.setattr(protocol, "TRIAL_SAMPLES_PER_CLASS", 5)
     out = tmp_path / "tune"
     result = CliRunner().invoke(main, ["tune", "--pair", "digits-mnist", "--method", "dp-loda", "--method", "dp-sgd",
                                        "--preset", "smoke", "--eps", "10", "--out", str(out), "--classifier-fits", "2",
@@ -99,6 +102,7 @@ def test_tune_smoke_end_to_end(tmp_path, shared_cache):
     for trial in document["methods"]["dp-loda"]["trials"]:
         record = json.loads(open(out / trial["record"]).read())
         assert len(trial["fits"]) == 2 and trial["fits"][0] == record["metrics"]["accuracy"]["value"]
+        assert record["method"]["settings"]["samples_per_class"] == 5  # the protocol's count reached the run
         assert trial["score"] == pytest.approx(sum(trial["fits"]) / 2)
     assert all(t["fits"] is None for t in document["methods"]["dp-sgd"]["trials"])  # no synthetic set to refit on
     # every trial trained on the proxy-private part of the public split, at the real split's sample rate
