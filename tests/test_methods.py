@@ -40,13 +40,14 @@ def test_all_five_methods_and_the_public_only_reference_are_listed():
 
 @pytest.mark.slow
 def test_dp_loda_smoke_with_every_evaluator(tmp_path, shared_cache):
-    # 50 synthetic images instead of the smoke preset's 200: every evaluator still runs on them. A setting, not the
-    # --max-samples cap, which would also cut the FID and public-only references this test covers whole.
-    result = _run(tmp_path, shared_cache, "--method", "dp-loda", "--eps", "10", "--set", "samples_per_class=5")
+    # A --max-samples 50 trial: every evaluator runs on 50 synthetic images against 50-image references (the
+    # smoke preset's 1,000-image FID reference is an Inception pass that dominated this test; test_fid covers it).
+    result = _run(tmp_path, shared_cache, "--method", "dp-loda", "--eps", "10", "--max-samples", "50")
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["status"] == "completed"
-    assert record["method"]["settings"]["samples_per_class"] == 5 and "caps" not in record["config"]
+    assert record["method"]["settings"]["samples_per_class"] == 5 and record["config"]["caps"] == {"max_samples": 50}
+    assert record["metrics"]["fid"]["n_reference"] == 50 and record["synthetic"]["n"] == 50
     assert {"fid", "kid", "accuracy", "accuracy_public_only"} <= set(record["metrics"])
     outside = record["outside_guarantee"]["metrics"]  # figures computed on private train: ε does not cover them
     assert {"accuracy_real_data", "copies_flagged"} <= set(outside) and outside["copies_flagged"]["value"] == 0
