@@ -60,16 +60,17 @@ def data_check(pair: str, data_root: str) -> dict:
     return result
 
 
-CAPS = {"max_steps": 2, "max_batch": 64, "max_samples": 500}
+CAPS = {"max_steps": 2, "max_batch": 64, "max_samples": 100}
 
 
-def capped_run(pair: str, method: str, data_root: str, caps: dict, nproc: int) -> dict:
-    """One capped paper-preset run, timed as a whole; per stage, the record's own wall seconds."""
+def capped_run(pair: str, method: str, data_root: str, caps: dict, nproc: int, cache: str) -> dict:
+    """One capped paper-preset run, timed as a whole; per stage, the record's own wall seconds. `cache` is the
+    pair's: its first run pays the public pre-training and the FID reference, later methods reuse what they share."""
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in caps.items()]
     with tempfile.TemporaryDirectory() as folder:
         result = timed([str(Path(sys.executable).with_name("dpbench")), "run", "--method", method, "--pair", pair,
                         "--eps", "10", "--preset", "paper", "--data-root", data_root, "--out", f"{folder}/runs",
-                        "--cache-dir", f"{folder}/cache", "--nproc", str(nproc), "--json", *flags])
+                        "--cache-dir", cache, "--nproc", str(nproc), "--json", *flags])
     result.update(pair=pair, method=method, caps=caps, nproc=nproc)
     try:
         record = json.loads(result["stdout"])
@@ -96,30 +97,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default="", help="Methods to run capped at the paper preset on every pair.")
     parser.add_argument("--no-check", action="store_true", help="Skip `dpbench data check`.")
     parser.add_argument("--nproc", type=int, default=1, help="Data-parallel processes of each capped run.")
+    for name, value in CAPS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=value, help=f"The runs' cap (default {value}).")
     args = parser.parse_args(argv)
     results = []
     if args.imagenet32_load:
-        load = timed([sys.executable, "-c", LOAD_IMAGENET32, args.data_root])
-        load["pair"] = "imagenet32 train+val load"
-        results.append(load)
+        results.append({**timed([sys.executable, "-c", LOAD_IMAGENET32, args.data_root]),
+                        "pair": "imagenet32 train+val load"})
+        report(results[-1], args.json)
     pairs = [pair.strip() for pair in args.pairs.split(",") if pair.strip()]
-    if not args.no_check:
-        results += [data_check(pair, args.data_root) for pair in pairs]
-    results += [capped_run(pair, method.strip(), args.data_root, CAPS, args.nproc)
-                for pair in pairs for method in args.runs.split(",") if method.strip()]
-    for r in results:
-        name = f"{r['pair']} {r['method']}" if "method" in r else r["pair"]
-        print(f"{name:28} exit {r['exit_code']}  wall {r['wall_s']:6.1f} s (load {r['load_before']}-"
-              f"{r['load_after']})  CPU {r['cpu_s']:6.1f} s  peak RSS {r['peak_rss_gib']:.2f} GiB"
-              + (f"  capped shown: {r['capped_shown']}" if "capped_shown" in r else ""), flush=True)
-        print("   " + (r["stdout"].strip() or json.dumps({k: r.get(k) for k in ("stages", "dp_steps", "epsilon",
-              "world_size", "expected_batch", "metrics")})).replace("\n", "\n   "))
-        if r["exit_code"]:
-            print("   " + r["stderr"].strip()[-2000:].replace("\n", "\n   "))
-        if args.json:
-            with open(args.json, "a") as f:
-                f.write(json.dumps(r) + "\n")
+    for pair in pairs if not args.no_check else []:
+        results.append(data_check(pair, args.data_root))
+        report(results[-1], args.json)
+    caches = tempfile.TemporaryDirectory()
+    for pair in pairs:
+        for method in [m.strip() for m in args.runs.split(",") if m.strip()]:
+            caps = {name: getattr(args, name) for name in CAPS}
+            results.append(capped_run(pair, method, args.data_root, caps, args.nproc, f"{caches.name}/{pair}"))
+            report(results[-1], args.json)
+    caches.cleanup()
     return 0 if all(r["exit_code"] == 0 for r in results) else 1
+
+
+def report(r: dict, json_path: Path | None) -> None:
+    name = f"{r['pair']} {r['method']}" if "method" in r else r["pair"]
+    print(f"{name:28} exit {r['exit_code']}  wall {r['wall_s']:6.1f} s (load {r['load_before']}-"
+          f"{r['load_after']})  CPU {r['cpu_s']:6.1f} s  peak RSS {r['peak_rss_gib']:.2f} GiB"
+          + (f"  capped shown: {r['capped_shown']}" if "capped_shown" in r else ""), flush=True)
+    print("   " + (r["stdout"].strip() or json.dumps({k: r.get(k) for k in ("stages", "dp_steps", "epsilon",
+          "world_size", "expected_batch", "metrics")})).replace("\n", "\n   "), flush=True)
+    if r["exit_code"]:
+        print("   " + r["stderr"].strip()[-2000:].replace("\n", "\n   "), flush=True)
+    if json_path:
+        with open(json_path, "a") as f:
+            f.write(json.dumps(r) + "\n")
 
 
 if __name__ == "__main__":
