@@ -8,9 +8,9 @@ under `/usr/bin/time -v`, with wall, CPU, peak RSS and the load average beside e
 Each data check gets an empty cache folder, so the near-duplicate pass runs (a second check reads the cached counts).
 `--runs METHODS` adds, per pair and method, a capped `dpbench run --preset paper` through every stage
 (public pre-training of the capped recipe, DP fine-tuning, sampling, every evaluator), with `--max-steps`,
-`--max-batch` and `--max-samples` (CAPS below; --nproc 2 with `--nproc 2`), a fresh cache and run folder
-each, so every stage (the FID reference's Inception pass included) is paid. `--imagenet32-load` measures loading all of ImageNet32 train and val as uint8 (`load_split`), the data alone being
-3.9 GB. The machine may be shared: CPU time (user + sys) and peak RSS are the steadier figures.
+`--max-batch` and `--max-samples` (CAPS below), on `--nproc` processes, a fresh run folder each and one cache per
+pair (its first run pays the pre-training, the overlap pass and the FID reference). `--imagenet32-load` measures
+loading all of ImageNet32 train and val as uint8 (`load_split`), the data alone being 3.9 GB. The machine may be shared: CPU time (user + sys) and peak RSS are the steadier figures.
 """
 from __future__ import annotations
 

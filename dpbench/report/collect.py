@@ -54,8 +54,7 @@ def _newer(incoming: Path, kept: Path) -> bool:
 
 def collect_records(runs: Path | list[Path], records_dir: Path) -> int:
     """Copy every completed run's and audit's record.json, samples.png and training curves (never its synthetic set)
-    from the run
-    roots into the leaderboard's records folder, keeping the run's relative path; returns how many runs were
+    from the run roots into the leaderboard's records folder, keeping the run's relative path; returns how many runs were
     collected. A record whose ε does not recompute is copied too: the page lists it, with the reason, under
     "Left out". A root that is the records folder itself is read in place.
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from dpbench.run.records import RECORD_NAME, run_dir
+from dpbench.run.request import run_caps
 
 
 def request_arguments(request) -> list[str]:
@@ -20,9 +21,8 @@ def request_arguments(request) -> list[str]:
         argv += ["--data-root", str(request.data_root)]
     for name in request.evaluators or []:
         argv += ["--evaluator", name]
-    for flag, cap in (("--max-steps", request.max_steps), ("--max-samples", request.max_samples),
-                      ("--max-batch", request.max_batch)):
-        argv += [flag, str(cap)] if cap is not None else []
+    for name, cap in run_caps(request).items():  # max_steps -> --max-steps
+        argv += [f"--{name.replace('_', '-')}", str(cap)]
     for key, value in request.overrides.items():
         argv += ["--set", f"{key}={_text(value)}"]
     for flag, on in (("--rebuild-backbone", request.rebuild_backbone),
