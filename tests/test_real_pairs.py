@@ -303,6 +303,17 @@ def test_corrupt_celeba_jpg_names_the_file(tmp_path):
     assert status.status == "corrupt" and "1 of the 12 images" in status.detail
 
 
+def test_celeba_decoded_by_worker_processes_matches_one_process_and_names_a_corrupt_file(tmp_path, monkeypatch):
+    write_celeba(tmp_path)
+    paths = sorted((tmp_path / "img_align_celeba").glob("*.jpg"))
+    in_order = np.stack([celeba.decode(p, 32) for p in paths])
+    monkeypatch.setattr(celeba, "DECODE_CHUNK", 5)  # 12 files: three chunks over the worker processes
+    assert np.array_equal(celeba.decode_all(paths, 32), in_order)
+    paths[7].write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(CorruptFileError, match=f"{paths[7].name}: not a readable image"):
+        celeba.decode_all(paths, 32)
+
+
 def test_gzip_and_plain_idx_read_the_same(tmp_path):
     write_mnist(tmp_path / "a", gz=True)
     write_mnist(tmp_path / "b", gz=False)

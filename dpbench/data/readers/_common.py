@@ -15,6 +15,9 @@ class CorruptFileError(DataMissingError, ValueError):
         self.path, self.problem = str(path), problem
         super().__init__(f"{path}: {problem}")
 
+    def __reduce__(self):  # so that it survives the trip back from a decoding worker process
+        return type(self), (self.path, self.problem)
+
 
 def md5_of(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.md5()
