@@ -59,7 +59,8 @@ max_steps_option = _option("--max-steps", default=None, type=click.IntRange(min=
                                 "preset's steps.")
 max_samples_option = _option("--max-samples", default=None, type=click.IntRange(min=1), metavar="N",
                              help="Cap the synthetic set at N images (FID/KID's and the downstream classifier's "
-                                  "sample count). Hashed and recorded; unset, the preset's count.")
+                                  "sample count), and the references and test split every score is computed against "
+                                  "at their first N images. Hashed and recorded; unset, the preset's count.")
 
 
 max_batch_option = _option("--max-batch", default=None, type=click.IntRange(min=1), metavar="N",

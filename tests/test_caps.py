@@ -118,6 +118,7 @@ def test_a_capped_run_records_its_caps_and_spends_only_the_capped_steps(mock_met
     assert record["method"]["settings"]["samples_per_class"] == 5 and record["synthetic"]["n"] == 50
     public_only = [json.loads(p.read_text())["key"] for p in (shared_cache / "public_only").glob("*.json")]
     assert any(key["n_public"] == 50 for key in public_only)  # the public-only reference trained on 50 images
+    assert record["metrics"]["accuracy"]["n_test"] == 50  # and every score tests on the test split's first 50
 
 
 @pytest.mark.parametrize("cap, expected", [(30, 30), (None, 200)])

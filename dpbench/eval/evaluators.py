@@ -53,7 +53,8 @@ class AccuracyEvaluator(Evaluator):
             synthetic = ImageSet(ctx.samples, ctx.sample_labels)
             scores = score_fits(ctx.pair, synthetic, test, preset=ctx.preset, seed=ctx.seed, device=ctx.device,
                                 progress=ctx.progress)  # each fit's batches done / total
-            metrics = [Metric("accuracy", scores.mean, higher_is_better=True, extra=scores.extra())]
+            metrics = [Metric("accuracy", scores.mean, higher_is_better=True,
+                              extra={**scores.extra(), "n_test": len(test)})]
         else:
             predictions = ctx.artifact.predict(test.images)
             metrics = [Metric("accuracy", (predictions.cpu() == test.labels).float().mean().item(),

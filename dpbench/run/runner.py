@@ -111,6 +111,10 @@ def _train(run: PreparedRun, ctx: MethodContext, books, record: dict):
     return result
 
 
+def _first(split, n: int):
+    return split if len(split) <= n else split.subset(torch.arange(n))
+
+
 def _score(run: PreparedRun, ctx: MethodContext, books, result, record: dict, progress):
     """An audit's verdict, or the synthetic set and every evaluator's metrics; then the cost."""
     request, method, pair = run.request, run.resolved.method, run.resolved.pair
@@ -122,10 +126,10 @@ def _score(run: PreparedRun, ctx: MethodContext, books, result, record: dict, pr
             samples, labels = draw_samples(result.artifact, run.resolved.settings, pair,
                                            stream_seed(request.seed, "images"), progress)
     if request.audit is None:
-        public = run.data.public_train  # a --max-samples trial trains its public-only reference on as many images
-        if request.max_samples is not None and len(public) > request.max_samples:
-            public = public.subset(torch.arange(request.max_samples))
-        eval_ctx = EvalContext(pair=pair, public_train=public, private_test=run.data.private_test,
+        public, test = run.data.public_train, run.data.private_test
+        if request.max_samples is not None:  # a trial's public-only reference and test split: their first N images
+            public, test = _first(public, request.max_samples), _first(test, request.max_samples)
+        eval_ctx = EvalContext(pair=pair, public_train=public, private_test=test,
                                artifact=result.artifact, produces=method.produces, samples=samples,
                                sample_labels=labels, seed=stream_seed(request.seed, "evaluation"), device=ctx.device,
                                preset=request.preset, progress=progress, cache_dir=Path(request.cache_dir),
