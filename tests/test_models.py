@@ -129,6 +129,11 @@ def test_schedule_and_ranges() -> None:
     x = to_model_range(img)
     assert x.min() == -1 and x.max() == 1
     assert torch.equal(to_uint8(x), img)
+    assert torch.equal(x, img.float() / 127.5 - 1.0)  # bit for bit what it computed before it worked in place
+    assert torch.equal(img, torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16))  # its input is untouched
+    floats = torch.linspace(0, 255, 7)
+    to_model_range(floats)
+    assert torch.equal(floats, torch.linspace(0, 255, 7))  # a float input too (.float() would have aliased it)
 
 
 def test_diffusion_loss_is_per_example() -> None:
