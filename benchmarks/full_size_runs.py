@@ -72,7 +72,8 @@ def capped_run(pair: str, method: str, data_root: str, caps: dict, nproc: int, c
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in caps.items()]
     with tempfile.TemporaryDirectory() as folder:
         result = timed([str(Path(sys.executable).with_name("dpbench")), "run", "--method", method, "--pair", pair,
-                        "--eps", "10", "--delta", str(DELTA.get(pair, 1e-5)), "--preset", "paper", "--data-root", data_root, "--out", f"{folder}/runs",
+                        "--eps", "10", "--delta", str(DELTA.get(pair, 1e-5)), "--preset", "paper",
+                        "--data-root", data_root, "--out", f"{folder}/runs",
                         "--cache-dir", cache, "--nproc", str(nproc), "--json", *flags])
     result.update(pair=pair, method=method, caps=caps, nproc=nproc)
     try:

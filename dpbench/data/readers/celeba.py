@@ -96,7 +96,7 @@ def _decode_chunk(paths: list[Path], size: int, crop: int) -> np.ndarray:
 def decode_all(paths: list[Path], size: int, crop: int = DEFAULT_CROP) -> np.ndarray:
     """uint8 (N, 3, size, size), in `paths`' order. Worker processes decode chunks of DECODE_CHUNK files: with
     threads, Python's share of each decode (open, crop, copy) holds the GIL, and 2 threads on 2 cores loaded CelebA's
-    182,732 train + test images in 86 s against 35 s for 2 processes (benchmarks/RESULTS.md, issue 24)."""
+    182,732 train + test images in 86 s against 37.5 s for 2 processes (benchmarks/RESULTS.md, issue 24)."""
     images = np.zeros((len(paths), 3, size, size), dtype=np.uint8)
     chunks = [paths[i:i + DECODE_CHUNK] for i in range(0, len(paths), DECODE_CHUNK)]
     workers = min(os.cpu_count() or 1, len(chunks))
