@@ -10,7 +10,7 @@ from dpbench.cli_options import FOLDER, echo_json, exit_codes, json_option
 EXAMPLES = """
 \b
 Examples:
-  dpbench compare runs/digits-mnist/dp-loda/default-0dc37006c0/eps10/seed0
+  dpbench compare runs/digits-mnist/dp-loda/default-5e1054b95f/eps10/seed0
   dpbench compare RUN_DIR --against other/leaderboard/records --json
 """
 

@@ -15,7 +15,7 @@ from dpbench.report.collect import collect_records
 from tests.conftest import REPO
 
 COMMITTED = REPO / "leaderboard"
-IDENTITY = Path("digits-mnist/dp-loda/default-0dc37006c0/eps10/seed0")
+IDENTITY = Path("digits-mnist/dp-loda/default-5e1054b95f/eps10/seed0")
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
@@ -66,7 +66,7 @@ def test_compare_to_adds_the_committed_rows_beside_the_users_read_only(user):
     rows = {(row["method"], row["epsilon"], row["config_hash"]): row
             for row in csv.DictReader((user / "board" / "LEADERBOARD.csv").open())}
     # the user's run (one seed) and the committed cell of the same identity (three seeds), each a row of its own
-    mine, committed = rows[("dp-loda", "10", "0dc37006c0")], rows[("dp-loda@leaderboard-records", "10", "0dc37006c0")]
+    mine, committed = rows[("dp-loda", "10", "5e1054b95f")], rows[("dp-loda@leaderboard-records", "10", "5e1054b95f")]
     assert (mine["seeds"], float(mine["accuracy_mean"])) == ("1", 0.123)
     assert committed["seeds"] == "3" and float(committed["accuracy_mean"]) > 0.5
 

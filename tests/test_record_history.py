@@ -18,8 +18,8 @@ from dpbench.sweep.grid_spec import Cell
 from dpbench.sweep.plan import DONE, STALE, CellPlan, stale_reason
 from tests.conftest import REPO
 
-COMMITTED = REPO / "leaderboard" / "records" / "digits-mnist/dp-loda/default-0dc37006c0/eps10/seed0" / RECORD_NAME
-IDENTITY = Path("digits-mnist/dp-loda/default-0dc37006c0/eps10/seed0")
+COMMITTED = REPO / "leaderboard" / "records" / "digits-mnist/dp-loda/default-5e1054b95f/eps10/seed0" / RECORD_NAME
+IDENTITY = Path("digits-mnist/dp-loda/default-5e1054b95f/eps10/seed0")
 
 
 def _record(accuracy: float, finished_at: str, commit: str = "a" * 40) -> dict:

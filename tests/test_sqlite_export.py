@@ -13,7 +13,7 @@ from dpbench.cli import main
 from dpbench.report.sqlite_export import write_sqlite
 from tests.conftest import REPO
 
-COMMITTED = REPO / "leaderboard" / "records" / "digits-mnist" / "dp-loda" / "default-0dc37006c0"
+COMMITTED = REPO / "leaderboard" / "records" / "digits-mnist" / "dp-loda" / "default-5e1054b95f"
 
 
 def _committed(eps: str) -> dict:
@@ -82,7 +82,7 @@ def test_every_record_metric_and_stage_is_a_row(tmp_path):
 def test_the_command_writes_the_sqlite_file_into_out(tmp_path):
     runs = tmp_path / "runs"
     for record in _small_records()[:4]:
-        folder = runs / "digits-mnist" / record["method"]["name"] / "default-0dc37006c0" / \
+        folder = runs / "digits-mnist" / record["method"]["name"] / "default-5e1054b95f" / \
             f"eps{record['privacy']['epsilon_target']:g}" / f"seed{record['seed']}"
         folder.mkdir(parents=True)
         (folder / "record.json").write_text(json.dumps(record))
