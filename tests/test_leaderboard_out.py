@@ -65,10 +65,12 @@ def test_compare_to_adds_the_committed_rows_beside_the_users_read_only(user):
     assert not (user / "board" / "records" / "leaderboard").exists()  # compared records are not copied
     rows = {(row["method"], row["epsilon"], row["config_hash"]): row
             for row in csv.DictReader((user / "board" / "LEADERBOARD.csv").open())}
-    # the user's run (one seed) and the committed cell of the same identity (three seeds), each a row of its own
+    # the user's run (one seed) and the committed cell of the same identity (all its seeds), each a row of its own
     mine, committed = rows[("dp-loda", "10", "5e1054b95f")], rows[("dp-loda@leaderboard-records", "10", "5e1054b95f")]
     assert (mine["seeds"], float(mine["accuracy_mean"])) == ("1", 0.123)
-    assert committed["seeds"] == "3" and float(committed["accuracy_mean"]) > 0.5
+    committed_seeds = len(list((COMMITTED / "records/digits-mnist/dp-loda/default-5e1054b95f/eps10").glob("seed*")))
+    assert committed_seeds >= 3
+    assert committed["seeds"] == str(committed_seeds) and float(committed["accuracy_mean"]) > 0.5
 
 
 def test_a_newer_run_is_shown_and_the_older_kept_in_history_never_lost(tmp_path):
